@@ -1,0 +1,16 @@
+"""Atomic-environment descriptors: SOAP power spectrum and the 2-body radial spectrum."""
+from .soap import SOAP, DescriptorGradients
+from .twobody import TwoBody
+from .species import SpeciesMap
+
+
+def descriptor_from_dict(d: dict):
+    """Rebuild a descriptor from its ``to_dict()`` record."""
+    kinds = {SOAP.name: SOAP, TwoBody.name: TwoBody}
+    name = d.get("name")
+    if name not in kinds:
+        raise ValueError(f"unknown descriptor {name!r}; known: {sorted(kinds)}")
+    return kinds[name].from_dict(d)
+
+
+__all__ = ["SOAP", "TwoBody", "DescriptorGradients", "SpeciesMap", "descriptor_from_dict"]

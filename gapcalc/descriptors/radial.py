@@ -1,0 +1,185 @@
+"""Radial basis, smooth cutoff and the tabulated radial integral of SOAP.
+
+The Gaussian-smeared neighbour density (seed Eq. 4) centred at r_ij expands on
+real spherical harmonics as (seed Eq. 8)
+
+    c_nlm = Σ_j f_c(r_ij) I_nl(r_ij) Y_lm(r̂_ij),
+
+    I_nl(d) = 4π/(2πσ²)^{3/2} ∫_0^∞ r² R_n(r) exp(-(r² + d²)/(2σ²)) i_l(r d/σ²) dr,
+
+with i_l the modified spherical Bessel function of the first kind. The product
+``f_c(d) I_nl(d)`` is computed once per hyper-parameter set by Gauss-Legendre
+quadrature (value and d-derivative) on a uniform grid of d and interpolated by a
+cubic Hermite spline, whose derivative is the exact derivative of the
+interpolated value, so analytic gradients are consistent with it to round-off.
+
+Radial basis ("gto", as featomic): R_n(r) ∝ r^n exp(-r²/(2σ_n²)), σ_n = r_c max(√n, 1)/n_max,
+n = 0..n_max-1, orthonormalised on the r² dr measure by Löwdin S^{-1/2}.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+from scipy.special import gammaln, ive, spherical_in
+
+
+def cosine_cutoff(d, cutoff, width):
+    """f_c(d): 1 below cutoff-width, ½(1+cos(π (d-cutoff+width)/width)) above, 0 past cutoff.
+
+    Returns (f_c, df_c/dd) for an array of distances d (Å)."""
+    d = np.asarray(d, dtype=np.float64)
+    f = np.ones_like(d)
+    df = np.zeros_like(d)
+    if width > 0:
+        inner = cutoff - width
+        mask = (d > inner) & (d < cutoff)
+        t = math.pi * (d[mask] - inner) / width
+        f[mask] = 0.5 * (1.0 + np.cos(t))
+        df[mask] = -0.5 * math.pi / width * np.sin(t)
+    f[d >= cutoff] = 0.0
+    df[d >= cutoff] = 0.0
+    return f, df
+
+
+def gto_sigmas(cutoff: float, n_max: int) -> np.ndarray:
+    n = np.arange(n_max)
+    return cutoff * np.maximum(np.sqrt(n), 1.0) / n_max
+
+
+def gto_overlap(cutoff: float, n_max: int) -> np.ndarray:
+    """Analytic S_nn' = ∫ r² R_n R_n' dr of the raw GTOs r^n exp(-r²/(2σ_n²))."""
+    sig = gto_sigmas(cutoff, n_max)
+    n = np.arange(n_max)
+    a = 0.5 / sig[:, None] ** 2 + 0.5 / sig[None, :] ** 2
+    p = (3.0 + n[:, None] + n[None, :]) / 2.0
+    # ∫_0^∞ r^{2p-1} exp(-a r²) dr = Γ(p) / (2 a^p)
+    return np.exp(gammaln(p) - p * np.log(a)) / 2.0
+
+
+def gto_orthonormaliser(cutoff: float, n_max: int) -> np.ndarray:
+    """Löwdin S^{-1/2}, applied to the raw GTOs, gives an orthonormal basis."""
+    S = gto_overlap(cutoff, n_max)
+    # normalise first for conditioning
+    dn = 1.0 / np.sqrt(np.diag(S))
+    Sn = S * dn[:, None] * dn[None, :]
+    w, V = np.linalg.eigh(Sn)
+    if w.min() <= 1e-12:
+        raise ValueError(f"GTO radial basis is numerically singular for n_max={n_max}")
+    return (V * w ** -0.5) @ V.T * dn[None, :]
+
+
+def _scaled_sph_in(l_max: int, x: np.ndarray):
+    """e^{-x} i_l(x) and e^{-x} i_l'(x) for l = 0..l_max; arrays (l_max+1, *x.shape)."""
+    x = np.asarray(x, dtype=np.float64)
+    val = np.empty((l_max + 1,) + x.shape)
+    der = np.empty_like(val)
+    small = x < 1.0
+    xs = x[small]
+    big = ~small
+    xb = x[big]
+    for l in range(l_max + 1):
+        v = np.empty(x.shape)
+        d = np.empty(x.shape)
+        ex = np.exp(-xs)
+        v[small] = spherical_in(l, xs) * ex
+        d[small] = spherical_in(l, xs, derivative=True) * ex
+        pref = np.sqrt(np.pi / (2.0 * xb))
+        v[big] = pref * ive(l + 0.5, xb)
+        val[l] = v
+        der[l] = d
+    # derivative for large x: i_0' = i_1, i_l' = i_{l-1} - (l+1)/x i_l
+    if big.any():
+        if l_max >= 1:
+            der[0][big] = val[1][big]
+        else:
+            der[0][big] = np.sqrt(np.pi / (2.0 * xb)) * ive(1.5, xb)
+        for l in range(1, l_max + 1):
+            der[l][big] = val[l - 1][big] - (l + 1) / xb * val[l][big]
+    return val, der
+
+
+@lru_cache(maxsize=16)
+def radial_table(cutoff: float, n_max: int, l_max: int, atom_sigma: float,
+                 cutoff_width: float, radial_basis: str = "gto", spacing: float = 0.005):
+    """Tabulate g_nl(d) = f_c(d) I_nl(d) and its derivative on a uniform grid.
+
+    Returns (h, values, derivs, centre) with ``values``, ``derivs`` of shape
+    (n_grid, n_max, l_max+1) (units Å^{-3/2} and Å^{-5/2}), grid d_k = k h for
+    k = 0..n_grid-1 covering [0, cutoff], and ``centre`` (n_max,) = I_n0(0), the
+    contribution of the central atom itself to c_n00 (times Y_00).
+    Cached per hyper-parameter set; returned arrays are read-only.
+    """
+    if radial_basis != "gto":
+        raise ValueError(f"unknown radial_basis {radial_basis!r}; available: 'gto'")
+    if cutoff_width > 0:
+        steps = max(1, int(math.ceil(cutoff_width / spacing)))
+        h = cutoff_width / steps
+    else:
+        h = spacing
+    n_grid = int(math.ceil(cutoff / h)) + 2
+    d = np.arange(n_grid) * h
+    sig2 = atom_sigma ** 2
+    # quadrature over r: the integrand lives in [max(0, d-8σ), d+8σ] ⊂ [0, cutoff+8σ]
+    r_max = cutoff + 8.0 * atom_sigma
+    n_quad = max(200, int(r_max / atom_sigma * 40))
+    xg, wg = np.polynomial.legendre.leggauss(n_quad)
+    r = 0.5 * r_max * (xg + 1.0)
+    w = 0.5 * r_max * wg
+    sig_n = gto_sigmas(cutoff, n_max)
+    nn = np.arange(n_max)[:, None]
+    basis = r[None, :] ** nn * np.exp(-0.5 * r[None, :] ** 2 / sig_n[:, None] ** 2)  # (n, q)
+    basis = gto_orthonormaliser(cutoff, n_max) @ basis
+    pref = 4.0 * math.pi / (2.0 * math.pi * sig2) ** 1.5
+    values = np.zeros((n_grid, n_max, l_max + 1))
+    derivs = np.zeros_like(values)
+    rb = basis * (w * r * r)[None, :]          # (n, q) quadrature weights folded in
+    for k0 in range(0, n_grid, 64):
+        dk = d[k0:k0 + 64]
+        x = dk[:, None] * r[None, :] / sig2      # (g, q)
+        gauss = np.exp(-0.5 * (r[None, :] - dk[:, None]) ** 2 / sig2)
+        iv, idv = _scaled_sph_in(l_max, x)        # (l, g, q)
+        a = gauss[None] * iv
+        b = gauss[None] * (-dk[None, :, None] / sig2 * iv + r[None, None, :] / sig2 * idv)
+        values[k0:k0 + 64] = pref * np.einsum("nq,lgq->gnl", rb, a)
+        derivs[k0:k0 + 64] = pref * np.einsum("nq,lgq->gnl", rb, b)
+    fc, dfc = cosine_cutoff(d, cutoff, cutoff_width)
+    derivs = derivs * fc[:, None, None] + values * dfc[:, None, None]
+    centre = values[0, :, 0].copy()
+    values = values * fc[:, None, None]
+    for arr in (values, derivs, centre):
+        arr.setflags(write=False)
+    return h, values, derivs, centre
+
+
+@njit(cache=True, nogil=True)
+def radial_integral(d, h, values, derivs, g, dg):
+    """Cubic-Hermite interpolation of the tabulated g_nl(d) = f_c(d) I_nl(d).
+
+    d : distance (Å), must be < cutoff.  g, dg : (n_max, l_max+1) outputs (value, d/dd).
+    """
+    s = d / h
+    k = int(s)
+    t = s - k
+    t2 = t * t
+    t3 = t2 * t
+    h00 = 2 * t3 - 3 * t2 + 1.0
+    h10 = (t3 - 2 * t2 + t) * h
+    h01 = -2 * t3 + 3 * t2
+    h11 = (t3 - t2) * h
+    e00 = (6 * t2 - 6 * t) / h
+    e10 = 3 * t2 - 4 * t + 1.0
+    e01 = (-6 * t2 + 6 * t) / h
+    e11 = 3 * t2 - 2 * t
+    nmax = values.shape[1]
+    lp = values.shape[2]
+    for n in range(nmax):
+        for l in range(lp):
+            y0 = values[k, n, l]
+            y1 = values[k + 1, n, l]
+            m0 = derivs[k, n, l]
+            m1 = derivs[k + 1, n, l]
+            g[n, l] = h00 * y0 + h10 * m0 + h01 * y1 + h11 * m1
+            dg[n, l] = e00 * y0 + e10 * m0 + e01 * y1 + e11 * m1

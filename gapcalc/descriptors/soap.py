@@ -1,0 +1,509 @@
+"""SOAP power spectrum (seed Eqs. 4, 8, 9) with exact position and strain gradients.
+
+Per atom i and species α the smeared neighbour density (Eq. 4) is expanded as
+
+    c^α_{nlm}(i) = w_c δ_{α,α_i} I_n0(0) Y_00 + Σ_{j∈α, r_ij<r_c} g_nl(r_ij) Y_lm(r̂_ij)       (Eq. 8)
+
+with g_nl = f_c I_nl tabulated in :mod:`.radial` and w_c the centre-atom weight.
+The power spectrum (Eq. 9, real harmonics) keeps the unique species pairs α ≤ α'
+(and n ≤ n' when α = α'),
+
+    p^{αα'}_{nn'l} = s (2l+1)^{-1/2} Σ_m c^α_{nlm} c^{α'}_{n'lm},   s = √2 for the folded
+                                                                    off-diagonal blocks,
+
+so that p·p' equals the dot product of the full (unfolded) spectra; it is then
+normalised to unit length, p̂ = p/|p|.
+
+Three Numba kernels do all the work and are shared by training and prediction:
+
+* :func:`expansion`        neighbour list → c, shape (n_atoms, n_species, n_max, (l_max+1)²)
+* :func:`power_spectrum_gradients`  forward mode: ∂p̂_i/∂r_j for every (i, j) and ∂p̂_i/∂ε
+  (training: design-matrix force and virial rows)
+* :func:`backward_pairs`   reverse mode: given w_i = ∂ε_i/∂p̂_i, the pair terms
+  ∂ε_i/∂r_ij for every neighbour-list entry (prediction: forces and virial in
+  O(pairs × n_max × (l_max+1)²), never forming ∂p/∂r).
+
+Strain convention: positions and cell deform as r → (1+ε) r, so
+∂p_i/∂ε_ab = Σ_j ∂p_i/∂r_ij,a r_ij,b. With E = Σ ε_i, ASE's stress is (1/V) ∂E/∂ε and
+the gap_fit virial is −∂E/∂ε.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ..neighbors import neighbor_list
+from .radial import radial_integral, radial_table
+from .spherical import normalisation, project_gradient, real_spherical_harmonics
+from .species import SpeciesMap
+
+
+# --------------------------------------------------------------------------- kernels
+@njit(cache=True, parallel=True)
+def expansion(first, index, vectors, spec, n_species, h, values, derivs, centre,
+              l_max, norm, centre_weight):
+    """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²).
+
+    first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
+    spec : (n_atoms,) species index of every atom.  values/derivs/h : radial table.
+    """
+    n_atoms = first.shape[0] - 1
+    n_max = values.shape[1]
+    L2 = (l_max + 1) * (l_max + 1)
+    c = np.zeros((n_atoms, n_species, n_max, L2))
+    y00 = 0.5 / math.sqrt(math.pi)
+    for i in prange(n_atoms):
+        Y = np.empty(L2)
+        dY = np.empty((L2, 3))
+        Q = np.empty((l_max + 1, l_max + 1))
+        dQ = np.empty((l_max + 1, l_max + 1))
+        C = np.empty(l_max + 1)
+        S = np.empty(l_max + 1)
+        g = np.empty((n_max, l_max + 1))
+        dg = np.empty((n_max, l_max + 1))
+        u = np.empty(3)
+        for n in range(n_max):
+            c[i, spec[i], n, 0] += centre_weight * centre[n] * y00
+        for k in range(first[i], first[i + 1]):
+            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
+            for a in range(3):
+                u[a] = vectors[k, a] / d
+            radial_integral(d, h, values, derivs, g, dg)
+            real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
+            sj = spec[index[k]]
+            for n in range(n_max):
+                for l in range(l_max + 1):
+                    gnl = g[n, l]
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        c[i, sj, n, lm] += gnl * Y[lm]
+    return c
+
+
+@njit(cache=True, parallel=True)
+def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
+    """Unnormalised power spectrum p (n_atoms, D) from c; feature f couples
+    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w."""
+    n_atoms = c.shape[0]
+    D = f_w.shape[0]
+    p = np.zeros((n_atoms, D))
+    for i in prange(n_atoms):
+        for f in range(D):
+            l = f_l[f]
+            acc = 0.0
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                acc += c[i, f_s1[f], f_n1[f], lm] * c[i, f_s2[f], f_n2[f], lm]
+            p[i, f] = f_w[f] * acc
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, Q, dQ, C, S,
+                             u, dC):
+    """∂/∂r_ij of g_nl(r_ij) Y_lm(r̂_ij) into dC (n_max, L2, 3); also fills g, dg, Y."""
+    d = math.sqrt(vec[0] ** 2 + vec[1] ** 2 + vec[2] ** 2)
+    inv = 1.0 / d
+    for a in range(3):
+        u[a] = vec[a] * inv
+    radial_integral(d, h, values, derivs, g, dg)
+    real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
+    L2 = (l_max + 1) * (l_max + 1)
+    project_gradient(u, inv, dY, L2)
+    n_max = g.shape[0]
+    for n in range(n_max):
+        for l in range(l_max + 1):
+            gnl = g[n, l]
+            dgnl = dg[n, l]
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                y = Y[lm]
+                for a in range(3):
+                    dC[n, lm, a] = dgnl * u[a] * y + gnl * dY[lm, a]
+
+
+@njit(cache=True, parallel=True)
+def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values, derivs,
+                             l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w,
+                             gfirst, pair_slot, centre_slot, normalize):
+    """Forward-mode gradients of the (normalised) power spectrum.
+
+    Returns ``grad`` (n_gpairs, 3, D) with grad[s] = ∂p̂_i/∂r_j for slot s of the
+    centre i (slots gfirst[i]:gfirst[i+1], one per distinct atom j, images summed,
+    including j = i at centre_slot[i]), and ``strain`` (n_atoms, 3, 3, D) =
+    ∂p̂_i/∂ε_ab. ``pair_slot[k]`` is the slot of neighbour-list entry k.
+    """
+    n_atoms = first.shape[0] - 1
+    n_max = values.shape[1]
+    L2 = (l_max + 1) * (l_max + 1)
+    D = f_w.shape[0]
+    grad = np.zeros((gfirst[n_atoms], 3, D))
+    strain = np.zeros((n_atoms, 3, 3, D))
+    for i in prange(n_atoms):
+        Y = np.empty(L2)
+        dY = np.empty((L2, 3))
+        Q = np.empty((l_max + 1, l_max + 1))
+        dQ = np.empty((l_max + 1, l_max + 1))
+        C = np.empty(l_max + 1)
+        S = np.empty(l_max + 1)
+        g = np.empty((n_max, l_max + 1))
+        dg = np.empty((n_max, l_max + 1))
+        u = np.empty(3)
+        dC = np.empty((n_max, L2, 3))
+        dp = np.empty((3, D))
+        ci = c[i]
+        ic = centre_slot[i]
+        for k in range(first[i], first[i + 1]):
+            _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y, dY,
+                                     Q, dQ, C, S, u, dC)
+            sj = spec[index[k]]
+            for f in range(D):
+                s1 = f_s1[f]
+                s2 = f_s2[f]
+                if s1 != sj and s2 != sj:
+                    for a in range(3):
+                        dp[a, f] = 0.0
+                    continue
+                l = f_l[f]
+                n1 = f_n1[f]
+                n2 = f_n2[f]
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                if s1 == sj:
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        cc = ci[s2, n2, lm]
+                        a0 += dC[n1, lm, 0] * cc
+                        a1 += dC[n1, lm, 1] * cc
+                        a2 += dC[n1, lm, 2] * cc
+                if s2 == sj:
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        cc = ci[s1, n1, lm]
+                        a0 += dC[n2, lm, 0] * cc
+                        a1 += dC[n2, lm, 1] * cc
+                        a2 += dC[n2, lm, 2] * cc
+                w = f_w[f]
+                dp[0, f] = w * a0
+                dp[1, f] = w * a1
+                dp[2, f] = w * a2
+            js = pair_slot[k]
+            for a in range(3):
+                for f in range(D):
+                    v = dp[a, f]
+                    grad[js, a, f] += v
+                    grad[ic, a, f] -= v
+                    for b in range(3):
+                        strain[i, a, b, f] += v * vectors[k, b]
+        if normalize:
+            inv = 1.0 / pnorm[i]
+            for s in range(gfirst[i], gfirst[i + 1]):
+                for a in range(3):
+                    dot = 0.0
+                    for f in range(D):
+                        dot += p[i, f] * grad[s, a, f]
+                    for f in range(D):
+                        grad[s, a, f] = (grad[s, a, f] - p[i, f] * dot) * inv
+            for a in range(3):
+                for b in range(3):
+                    dot = 0.0
+                    for f in range(D):
+                        dot += p[i, f] * strain[i, a, b, f]
+                    for f in range(D):
+                        strain[i, a, b, f] = (strain[i, a, b, f] - p[i, f] * dot) * inv
+    return grad, strain
+
+
+@njit(cache=True, parallel=True)
+def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, derivs,
+                   l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
+    """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
+
+    ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``).
+    Forces follow as F_j -= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b.
+    """
+    n_atoms = first.shape[0] - 1
+    n_max = values.shape[1]
+    n_species = c.shape[1]
+    L2 = (l_max + 1) * (l_max + 1)
+    D = f_w.shape[0]
+    out = np.zeros((vectors.shape[0], 3))
+    for i in prange(n_atoms):
+        Y = np.empty(L2)
+        dY = np.empty((L2, 3))
+        Q = np.empty((l_max + 1, l_max + 1))
+        dQ = np.empty((l_max + 1, l_max + 1))
+        C = np.empty(l_max + 1)
+        S = np.empty(l_max + 1)
+        g = np.empty((n_max, l_max + 1))
+        dg = np.empty((n_max, l_max + 1))
+        u = np.empty(3)
+        B = np.empty(L2)
+        gp = np.empty(D)
+        # back through the normalisation
+        if normalize:
+            dot = 0.0
+            for f in range(D):
+                dot += p[i, f] * dE_dp[i, f]
+            inv = 1.0 / pnorm[i]
+            for f in range(D):
+                gp[f] = (dE_dp[i, f] - p[i, f] * dot) * inv
+        else:
+            for f in range(D):
+                gp[f] = dE_dp[i, f]
+        # back through the power spectrum: Gc = ∂ε_i/∂c_i
+        Gc = np.zeros((n_species, n_max, L2))
+        for f in range(D):
+            l = f_l[f]
+            s1 = f_s1[f]
+            s2 = f_s2[f]
+            n1 = f_n1[f]
+            n2 = f_n2[f]
+            wf = f_w[f] * gp[f]
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                Gc[s1, n1, lm] += wf * c[i, s2, n2, lm]
+                Gc[s2, n2, lm] += wf * c[i, s1, n1, lm]
+        # back to every pair: t = Σ_nlm Gc (g' u Y + g ∇Y)
+        for k in range(first[i], first[i + 1]):
+            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
+            inv_d = 1.0 / d
+            for a in range(3):
+                u[a] = vectors[k, a] * inv_d
+            radial_integral(d, h, values, derivs, g, dg)
+            real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
+            sj = spec[index[k]]
+            radial_part = 0.0
+            for lm in range(L2):
+                B[lm] = 0.0
+            for n in range(n_max):
+                for l in range(l_max + 1):
+                    acc = 0.0
+                    gnl = g[n, l]
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        G = Gc[sj, n, lm]
+                        acc += G * Y[lm]
+                        B[lm] += G * gnl
+                    radial_part += dg[n, l] * acc
+            # angular part: Σ_lm B_lm ∇_r Y_lm, with ∇_r Y = (∇f - u(u·∇f))/d
+            t0 = 0.0
+            t1 = 0.0
+            t2 = 0.0
+            for lm in range(L2):
+                t0 += B[lm] * dY[lm, 0]
+                t1 += B[lm] * dY[lm, 1]
+                t2 += B[lm] * dY[lm, 2]
+            ud = u[0] * t0 + u[1] * t1 + u[2] * t2
+            out[k, 0] = radial_part * u[0] + (t0 - u[0] * ud) * inv_d
+            out[k, 1] = radial_part * u[1] + (t1 - u[1] * ud) * inv_d
+            out[k, 2] = radial_part * u[2] + (t2 - u[2] * ud) * inv_d
+    return out
+
+
+@njit(cache=True)
+def gradient_slots(first, index):
+    """Group neighbour-list entries of each centre by neighbour atom.
+
+    Returns gfirst (n_atoms+1,), gindex (n_gpairs,) — the distinct atoms j of centre i,
+    sorted, including i itself — pair_slot (n_pairs,) and centre_slot (n_atoms,).
+    """
+    n_atoms = first.shape[0] - 1
+    counts = np.zeros(n_atoms + 1, dtype=np.int64)
+    mark = np.full(n_atoms, -1, dtype=np.int64)
+    for i in range(n_atoms):
+        cnt = 1
+        mark[i] = i
+        for k in range(first[i], first[i + 1]):
+            j = index[k]
+            if mark[j] != i:
+                mark[j] = i
+                cnt += 1
+        counts[i + 1] = cnt
+    gfirst = np.cumsum(counts)
+    gindex = np.empty(gfirst[n_atoms], dtype=np.int64)
+    pair_slot = np.empty(index.shape[0], dtype=np.int64)
+    centre_slot = np.empty(n_atoms, dtype=np.int64)
+    for i in range(n_atoms):
+        lo = gfirst[i]
+        m = 0
+        gindex[lo] = i
+        m = 1
+        for k in range(first[i], first[i + 1]):
+            j = index[k]
+            found = False
+            for q in range(m):
+                if gindex[lo + q] == j:
+                    found = True
+                    break
+            if not found:
+                gindex[lo + m] = j
+                m += 1
+        order = np.argsort(gindex[lo:lo + m])
+        tmp = gindex[lo:lo + m][order].copy()
+        gindex[lo:lo + m] = tmp
+        for q in range(m):
+            if tmp[q] == i:
+                centre_slot[i] = lo + q
+        for k in range(first[i], first[i + 1]):
+            j = index[k]
+            # binary search in the sorted slots
+            a = 0
+            b = m - 1
+            while a < b:
+                mid = (a + b) // 2
+                if tmp[mid] < j:
+                    a = mid + 1
+                else:
+                    b = mid
+            pair_slot[k] = lo + a
+    return gfirst, gindex, pair_slot, centre_slot
+
+
+# --------------------------------------------------------------------------- objects
+@dataclass
+class DescriptorGradients:
+    """Gradients of per-atom features.
+
+    pairs  : (n_gpairs, 2) int64, rows (i, j): centre i, atom j (j = i included).
+    values : (n_gpairs, 3, D), ∂features[i]/∂positions[j] (1/Å), periodic images summed.
+    strain : (n_atoms, 3, 3, D), ∂features[i]/∂ε_ab for r → (1+ε) r (dimensionless).
+    """
+    pairs: np.ndarray
+    values: np.ndarray
+    strain: np.ndarray
+
+
+class Environment:
+    """Neighbour data of one structure, shared by the descriptor kernels."""
+
+    def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
+        self.n_atoms = len(atoms)
+        self.spec = species.indices(atoms.numbers)
+        if nl is None:
+            nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+        self.nl = nl
+        self.first = nl.first
+        self.index = nl.index
+        self.vectors = nl.vectors
+
+
+class SOAP:
+    """Smooth overlap of atomic positions power spectrum (seed Eq. 9).
+
+    Parameters
+    ----------
+    species : atomic numbers or symbols of every element that may appear.
+    cutoff : r_c (Å).  n_max : radial functions.  l_max : max angular momentum.
+    atom_sigma : Gaussian width σ of the smeared density (Å).
+    cutoff_width : width of the cosine switch below r_c (Å).
+    radial_basis : "gto".  normalize : unit-length spectrum (default True).
+    centre_weight : weight of the central atom in its own density (gap_fit: 1).
+    """
+
+    name = "soap"
+
+    def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
+                 cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0):
+        self.species = SpeciesMap(species)
+        if not cutoff > 0:
+            raise ValueError(f"cutoff must be > 0, got {cutoff}")
+        if not 0 <= cutoff_width < cutoff:
+            raise ValueError(f"cutoff_width must be in [0, cutoff), got {cutoff_width}")
+        if int(n_max) < 1 or int(l_max) < 0:
+            raise ValueError(f"need n_max >= 1 and l_max >= 0, got {n_max}, {l_max}")
+        if not atom_sigma > 0:
+            raise ValueError(f"atom_sigma must be > 0, got {atom_sigma}")
+        self.cutoff = float(cutoff)
+        self.n_max = int(n_max)
+        self.l_max = int(l_max)
+        self.atom_sigma = float(atom_sigma)
+        self.cutoff_width = float(cutoff_width)
+        self.radial_basis = radial_basis
+        self.normalize = bool(normalize)
+        self.centre_weight = float(centre_weight)
+        self._table = radial_table(self.cutoff, self.n_max, self.l_max, self.atom_sigma,
+                                   self.cutoff_width, radial_basis)
+        self._norm = normalisation(self.l_max)
+        self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+
+    # -- bookkeeping -----------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return int(self._features[0].shape[0])
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "species": self.species.numbers.tolist(),
+                "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
+                "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
+                "radial_basis": self.radial_basis, "normalize": self.normalize,
+                "centre_weight": self.centre_weight}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SOAP":
+        d = dict(d)
+        name = d.pop("name", cls.name)
+        if name != cls.name:
+            raise ValueError(f"descriptor record is {name!r}, not {cls.name!r}")
+        return cls(**d)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "name")
+        return f"SOAP({args})"
+
+    # -- computation -----------------------------------------------------------
+    def environment(self, atoms, nl=None) -> Environment:
+        return Environment(atoms, self.cutoff, self.species, nl)
+
+    def expand(self, env: Environment) -> np.ndarray:
+        h, values, derivs, centre = self._table
+        return expansion(env.first, env.index, env.vectors, env.spec, len(self.species), h,
+                         values, derivs, centre, self.l_max, self._norm, self.centre_weight)
+
+    def spectrum(self, c):
+        """(p̂, |p|) from expansion coefficients; p̂ = p when normalize is False."""
+        p = power_spectrum(c, *self._features)
+        pnorm = np.sqrt(np.einsum("ij,ij->i", p, p))
+        if self.normalize:
+            if np.any(pnorm == 0):
+                raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
+            p = p / pnorm[:, None]
+        return p, pnorm
+
+    def compute(self, atoms, gradients=False, nl=None):
+        """Features (n_atoms, n_features); with gradients=True also :class:`DescriptorGradients`."""
+        env = self.environment(atoms, nl)
+        c = self.expand(env)
+        p, pnorm = self.spectrum(c)
+        if not gradients:
+            return p
+        return p, self.gradients(env, c, p, pnorm)
+
+    def gradients(self, env, c, p, pnorm) -> DescriptorGradients:
+        h, values, derivs, _ = self._table
+        gfirst, gindex, pair_slot, centre_slot = gradient_slots(env.first, env.index)
+        grad, strain = power_spectrum_gradients(
+            env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
+            self.l_max, self._norm, *self._features, gfirst, pair_slot, centre_slot,
+            self.normalize)
+        centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
+        return DescriptorGradients(np.stack([centres, gindex], axis=1), grad, strain)
+
+    def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
+        """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""
+        h, values, derivs, _ = self._table
+        return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
+                              np.ascontiguousarray(dE_dp), h, values, derivs, self.l_max,
+                              self._norm, *self._features, self.normalize)
+
+
+def _feature_index(n_species: int, n_max: int, l_max: int):
+    """Index arrays (s1, s2, n1, n2, l, weight) of the unique power-spectrum features."""
+    rows = []
+    for s1 in range(n_species):
+        for s2 in range(s1, n_species):
+            for n1 in range(n_max):
+                for n2 in range(n1 if s1 == s2 else 0, n_max):
+                    for l in range(l_max + 1):
+                        fold = 1.0 if (s1 == s2 and n1 == n2) else math.sqrt(2.0)
+                        rows.append((s1, s2, n1, n2, l, fold / math.sqrt(2 * l + 1)))
+    arr = np.array(rows, dtype=np.float64)
+    ints = [np.ascontiguousarray(arr[:, k].astype(np.int64)) for k in range(5)]
+    return (*ints, np.ascontiguousarray(arr[:, 5]))

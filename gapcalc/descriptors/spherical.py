@@ -1,0 +1,120 @@
+"""Real spherical harmonics Y_lm(r̂) and their Cartesian gradients (seed Eq. 8).
+
+Index convention: ``lm = l*l + l + m`` for ``m = -l..l``, so an array of length
+``(l_max+1)**2`` holds every (l, m). The harmonics are orthonormal on the unit
+sphere (∫ Y_lm Y_l'm' dΩ = δ_ll' δ_mm'); the Condon-Shortley phase is omitted,
+which does not change any rotational invariant built from them.
+
+Construction (all polynomial in the unit-vector components x, y, z):
+
+* ``Q_lm(z) = P_l^m(z) / sin^m θ`` by the associated-Legendre recursion,
+* ``C_m + i S_m = (x + i y)^m = sin^m θ e^{i m φ}``,
+* ``Y_l0 = N_l0 Q_l0``, ``Y_lm = √2 N_lm Q_lm C_m`` (m > 0), ``Y_l,-m = √2 N_lm Q_lm S_m``.
+
+Treating these as polynomials f(x, y, z) of the unit vector u = r/|r|, the gradient
+with respect to the (unnormalised) vector r is the tangential projection
+``∇_r Y = (∇f − u (u·∇f)) / |r|``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+def lm_index(l: int, m: int) -> int:
+    """Flat index of (l, m) in arrays of length (l_max+1)**2."""
+    return l * l + l + m
+
+
+def normalisation(l_max: int) -> np.ndarray:
+    """N_lm = sqrt((2l+1)/(4π) (l-m)!/(l+m)!) for m >= 0; shape (l_max+1, l_max+1)."""
+    norm = np.zeros((l_max + 1, l_max + 1))
+    for l in range(l_max + 1):
+        for m in range(l + 1):
+            norm[l, m] = math.sqrt((2 * l + 1) / (4 * math.pi)
+                                   * math.factorial(l - m) / math.factorial(l + m))
+    return norm
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
+    """Evaluate Y_lm(u) and ∇_u f_lm for a unit vector u (no projection).
+
+    u : (3,) unit vector.  norm : (l_max+1, l_max+1) from :func:`normalisation`.
+    Y : (L2,) output values.  dY : (L2, 3) output Cartesian derivatives of the
+    polynomial f_lm (project with :func:`project_gradient` to get ∇_r Y).
+    Q, dQ : (l_max+1, l_max+1) and C, S : (l_max+1,) scratch arrays.
+    """
+    x, y, z = u[0], u[1], u[2]
+    # (x + i y)^m and its derivatives
+    C[0] = 1.0
+    S[0] = 0.0
+    for m in range(1, l_max + 1):
+        C[m] = x * C[m - 1] - y * S[m - 1]
+        S[m] = x * S[m - 1] + y * C[m - 1]
+    # Q_lm(z) and dQ_lm/dz
+    for m in range(l_max + 1):
+        if m == 0:
+            Q[0, 0] = 1.0
+        else:
+            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
+        dQ[m, m] = 0.0
+        if m + 1 <= l_max:
+            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
+            dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
+        for l in range(m + 2, l_max + 1):
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) / (l - m)
+            dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
+                        - (l + m - 1) * dQ[l - 2, m]) / (l - m)
+    sqrt2 = math.sqrt(2.0)
+    for l in range(l_max + 1):
+        base = l * l + l
+        n0 = norm[l, 0]
+        Y[base] = n0 * Q[l, 0]
+        dY[base, 0] = 0.0
+        dY[base, 1] = 0.0
+        dY[base, 2] = n0 * dQ[l, 0]
+        for m in range(1, l + 1):
+            a = sqrt2 * norm[l, m]
+            q = Q[l, m]
+            dq = dQ[l, m]
+            # m > 0: cos part
+            Y[base + m] = a * q * C[m]
+            dY[base + m, 0] = a * q * m * C[m - 1]
+            dY[base + m, 1] = -a * q * m * S[m - 1]
+            dY[base + m, 2] = a * dq * C[m]
+            # m < 0: sin part
+            Y[base - m] = a * q * S[m]
+            dY[base - m, 0] = a * q * m * S[m - 1]
+            dY[base - m, 1] = a * q * m * C[m - 1]
+            dY[base - m, 2] = a * dq * S[m]
+
+
+@njit(cache=True, nogil=True)
+def project_gradient(u, inv_r, dY, L2):
+    """Turn polynomial derivatives dY (L2, 3) into ∇_r Y_lm(r/|r|), in place (1/Å)."""
+    for k in range(L2):
+        dot = u[0] * dY[k, 0] + u[1] * dY[k, 1] + u[2] * dY[k, 2]
+        for a in range(3):
+            dY[k, a] = (dY[k, a] - u[a] * dot) * inv_r
+
+
+def spherical_harmonics(vectors, l_max: int):
+    """Vectorised convenience wrapper (tests, analysis): Y (n, L2) and ∇_r Y (n, L2, 3)."""
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    L2 = (l_max + 1) ** 2
+    norm = normalisation(l_max)
+    Y = np.zeros((len(vectors), L2))
+    dY = np.zeros((len(vectors), L2, 3))
+    Q = np.zeros((l_max + 1, l_max + 1))
+    dQ = np.zeros_like(Q)
+    C = np.zeros(l_max + 1)
+    S = np.zeros(l_max + 1)
+    for k, v in enumerate(vectors):
+        r = np.linalg.norm(v)
+        u = v / r
+        real_spherical_harmonics(u, l_max, norm, Y[k], dY[k], Q, dQ, C, S)
+        project_gradient(u, 1.0 / r, dY[k], L2)
+    return Y, dY
