@@ -102,7 +102,7 @@ def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
 @njit(cache=True, nogil=True)
 def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, Q, dQ, C, S,
                              u, dC):
-    """∂/∂r_ij of g_nl(r_ij) Y_lm(r̂_ij) into dC (n_max, L2, 3); also fills g, dg, Y."""
+    """∂/∂r_ij of g_nl(r_ij) Y_lm(r̂_ij) into dC (3, n_max, L2); also fills g, dg, Y."""
     d = math.sqrt(vec[0] ** 2 + vec[1] ** 2 + vec[2] ** 2)
     inv = 1.0 / d
     for a in range(3):
@@ -117,9 +117,9 @@ def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, 
             gnl = g[n, l]
             dgnl = dg[n, l]
             for lm in range(l * l, (l + 1) * (l + 1)):
-                y = Y[lm]
+                y = dgnl * Y[lm]
                 for a in range(3):
-                    dC[n, lm, a] = dgnl * u[a] * y + gnl * dY[lm, a]
+                    dC[a, n, lm] = y * u[a] + gnl * dY[lm, a]
 
 
 @njit(cache=True, parallel=True)
@@ -149,8 +149,10 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
         g = np.empty((n_max, l_max + 1))
         dg = np.empty((n_max, l_max + 1))
         u = np.empty(3)
-        dC = np.empty((n_max, L2, 3))
+        dC = np.empty((3, n_max, L2))
         dp = np.empty((3, D))
+        centre = np.zeros((3, D))
+        st = np.zeros((3, 3, D))
         ci = c[i]
         ic = centre_slot[i]
         for k in range(first[i], first[i + 1]):
@@ -160,40 +162,33 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
             for f in range(D):
                 s1 = f_s1[f]
                 s2 = f_s2[f]
-                if s1 != sj and s2 != sj:
-                    for a in range(3):
-                        dp[a, f] = 0.0
-                    continue
                 l = f_l[f]
                 n1 = f_n1[f]
                 n2 = f_n2[f]
-                a0 = 0.0
-                a1 = 0.0
-                a2 = 0.0
-                if s1 == sj:
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        cc = ci[s2, n2, lm]
-                        a0 += dC[n1, lm, 0] * cc
-                        a1 += dC[n1, lm, 1] * cc
-                        a2 += dC[n1, lm, 2] * cc
-                if s2 == sj:
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        cc = ci[s1, n1, lm]
-                        a0 += dC[n2, lm, 0] * cc
-                        a1 += dC[n2, lm, 1] * cc
-                        a2 += dC[n2, lm, 2] * cc
                 w = f_w[f]
-                dp[0, f] = w * a0
-                dp[1, f] = w * a1
-                dp[2, f] = w * a2
+                for a in range(3):
+                    acc = 0.0
+                    if s1 == sj:
+                        for lm in range(l * l, (l + 1) * (l + 1)):
+                            acc += dC[a, n1, lm] * ci[s2, n2, lm]
+                    if s2 == sj:
+                        for lm in range(l * l, (l + 1) * (l + 1)):
+                            acc += dC[a, n2, lm] * ci[s1, n1, lm]
+                    dp[a, f] = w * acc
             js = pair_slot[k]
             for a in range(3):
                 for f in range(D):
-                    v = dp[a, f]
-                    grad[js, a, f] += v
-                    grad[ic, a, f] -= v
-                    for b in range(3):
-                        strain[i, a, b, f] += v * vectors[k, b]
+                    grad[js, a, f] += dp[a, f]
+                    centre[a, f] -= dp[a, f]
+                for b in range(3):
+                    rb = vectors[k, b]
+                    for f in range(D):
+                        st[a, b, f] += dp[a, f] * rb
+        for a in range(3):
+            for f in range(D):
+                grad[ic, a, f] += centre[a, f]
+                for b in range(3):
+                    strain[i, a, b, f] = st[a, b, f]
         if normalize:
             inv = 1.0 / pnorm[i]
             for s in range(gfirst[i], gfirst[i + 1]):
@@ -372,17 +367,30 @@ class DescriptorGradients:
 
 
 class Environment:
-    """Neighbour data of one structure, shared by the descriptor kernels."""
+    """Neighbour data of one structure for one descriptor: CSR pairs within its cutoff.
+
+    ``nl`` may come from a larger cutoff (shared between descriptors, or kept with a
+    skin between MD steps); pairs at or beyond ``cutoff`` are then dropped.
+    """
 
     def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
         self.n_atoms = len(atoms)
         self.spec = species.indices(atoms.numbers)
         if nl is None:
             nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-        self.nl = nl
-        self.first = nl.first
-        self.index = nl.index
-        self.vectors = nl.vectors
+            first, index, vectors = nl.first, nl.index, nl.vectors
+        else:
+            first, index, vectors = nl.first, nl.index, nl.vectors
+            keep = nl.distances < cutoff
+            if not keep.all():
+                centre = np.repeat(np.arange(self.n_atoms), np.diff(first))
+                counts = np.bincount(centre[keep], minlength=self.n_atoms)
+                first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+                index = np.ascontiguousarray(index[keep])
+                vectors = np.ascontiguousarray(vectors[keep])
+        self.first = first
+        self.index = index
+        self.vectors = vectors
 
 
 class SOAP:

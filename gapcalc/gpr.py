@@ -1,0 +1,517 @@
+"""Sparse Gaussian-process regression of total energies, forces and virials (seed §III).
+
+The energy is a sum of local contributions from one or more *terms* (SOAP with a
+dot-product kernel; optionally a 2-body radial spectrum with a squared-exponential
+kernel), each expanded on M_t sparse environments x_m of the same central species:
+
+    E = Σ_i e0(Z_i) + Σ_t Σ_i ε_t(p_i),   ε_t(p) = Σ_m α_m k_t(p, x_m)        (Eqs. 12-15)
+
+Forces and virials are linear functionals of the same GP, so every reference number
+gives one row of the design matrix K_NM (its derivative rows built from
+∂p/∂r and ∂p/∂ε, :meth:`SparseGPR.design_rows`). The weights solve the regularised
+least-squares problem of Eqs. 17-18 through a streaming QR (:mod:`.solver`), and
+the triangle R of the solve gives the posterior Σ = R⁻¹R⁻ᵀ used for uncertainty.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import cholesky, solve_triangular
+
+from .descriptors import SOAP, TwoBody, SpeciesMap, descriptor_from_dict
+from .descriptors.soap import Environment
+from .kernels import DotProduct, SquaredExponential, kernel_from_dict
+from .neighbors import neighbor_list
+from .solver import StreamingQR, solve_regularised
+from .sparsify import select
+from .targets import FrameError, TargetKeys, check_atoms, read_targets
+
+log = logging.getLogger(__name__)
+
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+class Term:
+    """One additive part of the model: descriptor, kernel, sparse points, weights.
+
+    X : (M, D) sparse environments sorted by species; X_species : (M,) species index;
+    offsets : (n_species+1,), the sparse points of species s are offsets[s]:offsets[s+1].
+    """
+
+    def __init__(self, descriptor, kernel, X, X_species, alpha=None):
+        order = np.argsort(X_species, kind="stable")
+        self.descriptor = descriptor
+        self.kernel = kernel
+        self.X = np.ascontiguousarray(X[order], dtype=np.float64)
+        self.X_species = np.asarray(X_species, dtype=np.int64)[order]
+        n_species = len(descriptor.species)
+        self.offsets = np.searchsorted(self.X_species, np.arange(n_species + 1))
+        self.alpha = None if alpha is None else np.asarray(alpha, dtype=np.float64)[order]
+
+    @property
+    def M(self) -> int:
+        return len(self.X)
+
+    def blocks(self, spec):
+        """(species s, atom indices of s, sparse slice of s) for species present in both."""
+        for s in range(len(self.offsets) - 1):
+            lo, hi = self.offsets[s], self.offsets[s + 1]
+            rows = np.flatnonzero(spec == s)
+            if hi > lo and len(rows):
+                yield s, rows, slice(lo, hi)
+
+    def kmm(self) -> np.ndarray:
+        K = np.zeros((self.M, self.M))
+        for s in range(len(self.offsets) - 1):
+            sl = slice(self.offsets[s], self.offsets[s + 1])
+            K[sl, sl] = self.kernel(self.X[sl], self.X[sl])
+        return K
+
+    def local_kernel(self, p, spec) -> np.ndarray:
+        """k(p_i, x_m) for every atom and sparse point, zero across species: (N, M)."""
+        K = np.zeros((len(p), self.M))
+        for _, rows, sl in self.blocks(spec):
+            K[rows, sl] = self.kernel(p[rows], self.X[sl])
+        return K
+
+
+@dataclass
+class _Evaluated:
+    """Descriptor data of one structure for one term."""
+    env: Environment
+    c: np.ndarray
+    p: np.ndarray
+    pnorm: np.ndarray
+
+
+def _describe(term, atoms, nl):
+    env = term.descriptor.environment(atoms, nl)
+    c = term.descriptor.expand(env)
+    p, pn = term.descriptor.spectrum(c)
+    return _Evaluated(env, c, p, pn)
+
+
+class SparseGPR:
+    """Sparse GPR interatomic potential (GAP), scikit-learn style.
+
+    Parameters
+    ----------
+    descriptor : SOAP, optional. Default: SOAP over the training species with cutoff 5 Å,
+        n_max 8, l_max 6, atom_sigma 0.5 Å.
+    zeta, delta : dot-product kernel δ²(p̂·x̂)^ζ on SOAP; δ in eV.
+    n_sparse : sparse points per species (int, or {symbol: int}).
+    sparse_method : "cur" (default), "fps", "uniform", "random".
+    sigma_energy (eV/atom, ×√N), sigma_force (eV/Å), sigma_virial (eV/atom, ×√N): noise.
+    e0 : "average" (mean energy per atom, all species), "lstsq" (least-squares fit on
+        composition), "isolated" (from one-atom frames), a number, or {symbol: eV}.
+    two_body : None, True, or a TwoBody descriptor: adds a 2-body term with a
+        squared-exponential kernel of variance delta_2b² (eV²) and length theta_2b
+        (feature units; None = median distance between candidate environments).
+    n_sparse_2b : sparse points per species of the 2-body term.
+    config_type_sigma : {config_type: {"energy": σ_E, "force": σ_F, "virial": σ_V}}.
+    energy_key, force_key, virial_key, stress_key : where targets are read.
+    jitter : relative diagonal added to K_MM.  block_rows : rows per QR fold.
+    max_candidates : environments per species kept (uniform reservoir) for sparsification.
+    min_distance : smallest allowed interatomic distance (Å) in any input.
+    seed : random seed for CUR / random selection and the reservoir.
+    """
+
+    def __init__(self, descriptor=None, zeta=4, delta=1.0, n_sparse=1000, sparse_method="cur",
+                 sigma_energy=0.002, sigma_force=0.1, sigma_virial=0.1, e0="average",
+                 two_body=None, delta_2b=0.5, theta_2b=None, n_sparse_2b=50,
+                 config_type_sigma=None, energy_key="energy", force_key="forces",
+                 virial_key="virial", stress_key="stress", jitter=1e-8, block_rows=4096,
+                 max_candidates=50000, min_distance=0.5, seed=0):
+        self.descriptor = descriptor
+        self.zeta = zeta
+        self.delta = delta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+        self.sigma_energy = sigma_energy
+        self.sigma_force = sigma_force
+        self.sigma_virial = sigma_virial
+        self.e0 = e0
+        self.two_body = two_body
+        self.delta_2b = delta_2b
+        self.theta_2b = theta_2b
+        self.n_sparse_2b = n_sparse_2b
+        self.config_type_sigma = config_type_sigma
+        self.energy_key = energy_key
+        self.force_key = force_key
+        self.virial_key = virial_key
+        self.stress_key = stress_key
+        self.jitter = jitter
+        self.block_rows = block_rows
+        self.max_candidates = max_candidates
+        self.min_distance = min_distance
+        self.seed = seed
+
+    # ------------------------------------------------------------------ params
+    _PARAMS = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force",
+               "sigma_virial", "e0", "delta_2b", "theta_2b", "n_sparse_2b",
+               "config_type_sigma", "energy_key", "force_key", "virial_key", "stress_key",
+               "jitter", "block_rows", "max_candidates", "min_distance", "seed")
+
+    def get_params(self) -> dict:
+        """Constructor hyper-parameters (JSON-serialisable; descriptors as dicts)."""
+        d = {k: getattr(self, k) for k in self._PARAMS}
+        d["descriptor"] = None if self.descriptor is None else self.descriptor.to_dict()
+        tb = self.two_body
+        d["two_body"] = tb.to_dict() if isinstance(tb, TwoBody) else tb
+        return d
+
+    @classmethod
+    def from_params(cls, d: dict) -> "SparseGPR":
+        d = dict(d)
+        if d.get("descriptor") is not None:
+            d["descriptor"] = descriptor_from_dict(d["descriptor"])
+        if isinstance(d.get("two_body"), dict):
+            d["two_body"] = descriptor_from_dict(d["two_body"])
+        return cls(**d)
+
+    def _keys(self):
+        return TargetKeys(self.energy_key, self.force_key, self.virial_key, self.stress_key)
+
+    def _sigmas(self):
+        return {"energy": self.sigma_energy, "force": self.sigma_force,
+                "virial": self.sigma_virial}
+
+    # ------------------------------------------------------------------ fitting
+    def read(self, frames):
+        """Validate frames and read their targets (FrameError names the frame)."""
+        targets = []
+        for k, at in enumerate(frames):
+            check_atoms(at, self.min_distance, where=f"frame {k}")
+            targets.append(read_targets(at, k, self._keys(), self._sigmas(),
+                                        self.config_type_sigma))
+        return targets
+
+    def fit(self, frames, progress_every: float = 10.0):
+        """Learn the model from a list of ase.Atoms carrying energies/forces/virials."""
+        t_start = time.perf_counter()
+        frames = list(frames)
+        if not frames:
+            raise ValueError("no training frames")
+        targets = self.read(frames)
+        numbers = np.unique(np.concatenate([at.numbers for at in frames]))
+        species = SpeciesMap(numbers) if self.descriptor is None else self.descriptor.species
+        isolated = [k for k, at in enumerate(frames) if len(at) == 1 and not at.pbc.any()]
+        self.e0_ = self._fit_e0(frames, targets, isolated, species)
+        fit_idx = [k for k in range(len(frames)) if k not in set(isolated)]
+        if not fit_idx:
+            raise ValueError("no training frames besides isolated atoms")
+        self.terms_ = self._make_terms(species)
+        self.species_ = self.terms_[0].descriptor.species
+        # pass 1: candidate environments, sparse points
+        self._choose_sparse(frames, fit_idx)
+        # K_MM and its Cholesky factor
+        self.U_ = self._kmm_factor()
+        # pass 2: stream the design rows
+        acc = self._accumulate(frames, targets, fit_idx, progress_every=progress_every)
+        triangles = [acc[t].triangle() for t in ("energy", "force", "virial")]
+        alpha, self.R_ = solve_regularised(triangles, self.U_)
+        self._set_alpha(alpha)
+        self.triangles_ = np.stack(triangles)
+        counts = {t: acc[t].n_rows for t in acc}
+        self.training_summary_ = {
+            "n_frames": len(fit_idx), "n_isolated_atoms": len(isolated),
+            "n_atoms": int(sum(len(frames[k]) for k in fit_idx)),
+            "rows": counts, "n_sparse": {f"{t.descriptor.name}": self._sparse_counts(t)
+                                         for t in self.terms_},
+            "config_types": sorted({targets[k].config_type for k in fit_idx}),
+            "fit_seconds": round(time.perf_counter() - t_start, 3),
+        }
+        log.info("fit done: %d frames, %s rows, M=%d, %.1f s", len(fit_idx), counts, self.M_,
+                 self.training_summary_["fit_seconds"])
+        return self
+
+    @property
+    def M_(self) -> int:
+        return sum(t.M for t in self.terms_)
+
+    def _sparse_counts(self, term):
+        return {sym: int(term.offsets[s + 1] - term.offsets[s])
+                for s, sym in enumerate(term.descriptor.species.symbols)}
+
+    def _set_alpha(self, alpha):
+        self.alpha_ = np.asarray(alpha)
+        lo = 0
+        for t in self.terms_:
+            t.alpha = self.alpha_[lo:lo + t.M]
+            lo += t.M
+
+    def _make_terms(self, species):
+        soap = self.descriptor if self.descriptor is not None else SOAP(species.numbers)
+        if not isinstance(soap, SOAP) or isinstance(soap, TwoBody):
+            raise TypeError("descriptor must be a SOAP instance")
+        terms = [Term(soap, DotProduct(self.zeta, self.delta), np.zeros((0, soap.n_features)),
+                      np.zeros(0, dtype=np.int64))]
+        tb = self.two_body
+        if tb is True:
+            tb = TwoBody(soap.species.numbers, cutoff=soap.cutoff, n_max=soap.n_max,
+                         atom_sigma=soap.atom_sigma, cutoff_width=soap.cutoff_width)
+        if tb:
+            if not isinstance(tb, TwoBody):
+                raise TypeError("two_body must be None, True or a TwoBody descriptor")
+            if list(tb.species.numbers) != list(soap.species.numbers):
+                raise ValueError("two_body and descriptor must have the same species")
+            terms.append(Term(tb, SquaredExponential(self.theta_2b or 1.0, self.delta_2b),
+                              np.zeros((0, tb.n_features)), np.zeros(0, dtype=np.int64)))
+        return terms
+
+    def _fit_e0(self, frames, targets, isolated, species):
+        syms = species.symbols
+        e0 = self.e0
+        if isinstance(e0, dict):
+            out = {}
+            for s, z in zip(syms, species.numbers):
+                val = e0.get(s, e0.get(int(z), e0.get(str(int(z)))))
+                if val is None:
+                    raise ValueError(f"e0 has no value for species {s}")
+                out[s] = float(val)
+            return out
+        if isinstance(e0, (int, float)) and not isinstance(e0, bool):
+            return {s: float(e0) for s in syms}
+        rest = [k for k in range(len(frames)) if k not in set(isolated)]
+        if e0 == "isolated":
+            out = {}
+            for k in isolated:
+                out[frames[k].get_chemical_symbols()[0]] = targets[k].energy
+            missing = [s for s in syms if s not in out]
+            if missing:
+                raise ValueError(f"e0='isolated' but no isolated-atom frame for {missing}")
+            return out
+        if e0 == "average":
+            per_atom = [targets[k].energy / len(frames[k]) for k in rest]
+            return {s: float(np.mean(per_atom)) for s in syms}
+        if e0 == "lstsq":
+            comp = np.array([[np.sum(frames[k].numbers == z) for z in species.numbers]
+                             for k in rest], dtype=float)
+            energies = np.array([targets[k].energy for k in rest])
+            sol, *_ = np.linalg.lstsq(comp, energies, rcond=None)
+            return {s: float(v) for s, v in zip(syms, sol)}
+        raise ValueError(f"unknown e0 {e0!r}: use 'average', 'lstsq', 'isolated', a number "
+                         "or a {symbol: eV} dict")
+
+    def _neighbors(self, atoms):
+        cut = max(t.descriptor.cutoff for t in self.terms_)
+        return neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cut)
+
+    def _choose_sparse(self, frames, fit_idx):
+        rng = np.random.default_rng(self.seed)
+        S = len(self.species_)
+        cand = [[(np.zeros(0), np.zeros((0, t.descriptor.n_features))) for _ in range(S)]
+                for t in self.terms_]
+        cap = int(self.max_candidates)
+        for k in fit_idx:
+            at = frames[k]
+            try:
+                nl = self._neighbors(at)
+                for ti, term in enumerate(self.terms_):
+                    ev = _describe(term, at, nl)
+                    for s in range(S):
+                        rows = np.flatnonzero(ev.env.spec == s)
+                        if not len(rows):
+                            continue
+                        keys, P = cand[ti][s]
+                        keys = np.concatenate([keys, rng.random(len(rows))])
+                        P = np.vstack([P, ev.p[rows]])
+                        if len(keys) > cap:   # uniform reservoir: keep the smallest keys
+                            keep = np.argpartition(keys, cap)[:cap]
+                            keys, P = keys[keep], P[keep]
+                        cand[ti][s] = (keys, P)
+            except FrameError:
+                raise
+            except ValueError as exc:
+                raise FrameError(f"frame {k}: {exc}") from None
+        for ti, term in enumerate(self.terms_):
+            Xs, Ss = [], []
+            for s, sym in enumerate(self.species_.symbols):
+                keys, P = cand[ti][s]
+                if not len(P):
+                    continue
+                P = P[np.argsort(keys)]   # deterministic order
+                _, uniq = np.unique(np.round(P, 10), axis=0, return_index=True)
+                P = P[np.sort(uniq)]
+                n_want = self.n_sparse if ti == 0 else self.n_sparse_2b
+                if isinstance(n_want, dict):
+                    n_want = n_want.get(sym, n_want.get(str(self.species_.numbers[s]), 0))
+                n_want = min(int(n_want), len(P))
+                if n_want <= 0:
+                    continue
+                idx = select(P, n_want, self.sparse_method, seed=self.seed + s)
+                Xs.append(P[idx])
+                Ss.append(np.full(len(idx), s))
+            if not Xs:
+                raise ValueError(f"no sparse points for term {term.descriptor.name}")
+            X = np.vstack(Xs)
+            if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:
+                allP = np.vstack([cand[ti][s][1] for s in range(S) if len(cand[ti][s][1])])
+                sub = allP[rng.choice(len(allP), min(len(allP), 2000), replace=False)]
+                d = np.sqrt(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1))
+                term.kernel.theta = float(np.median(d[np.triu_indices(len(sub), 1)]) or 1.0)
+            self.terms_[ti] = Term(term.descriptor, term.kernel, X, np.concatenate(Ss))
+
+    def _kmm_factor(self):
+        K = np.zeros((self.M_, self.M_))
+        lo = 0
+        for t in self.terms_:
+            K[lo:lo + t.M, lo:lo + t.M] = t.kmm()
+            lo += t.M
+        scale = np.mean(np.diag(K))
+        jitter = self.jitter
+        for _ in range(8):
+            try:
+                return cholesky(K + jitter * scale * np.eye(len(K)), lower=False)
+            except np.linalg.LinAlgError:
+                log.warning("K_MM not positive definite with jitter %.1e; increasing", jitter)
+                jitter *= 10
+        raise np.linalg.LinAlgError("K_MM is singular even with jitter; reduce n_sparse")
+
+    def design_rows(self, atoms, forces=True, virial=True, nl=None):
+        """Rows of K_NM for one structure (seed Eqs. 13-15, derivative functionals).
+
+        Returns (energy_row (M,), force_rows (n_atoms, 3, M) or None,
+        virial_rows (3, 3, M) or None); force rows are −∂/∂r_j of the energy row and
+        virial rows −∂/∂ε of it (gap_fit sign). M spans all terms.
+        """
+        nl = self._neighbors(atoms) if nl is None else nl
+        n = len(atoms)
+        E = np.zeros(self.M_)
+        F = np.zeros((n, 3, self.M_)) if forces else None
+        V = np.zeros((3, 3, self.M_)) if virial else None
+        lo = 0
+        for term in self.terms_:
+            ev = _describe(term, atoms, nl)
+            cols = slice(lo, lo + term.M)
+            E[cols] = term.local_kernel(ev.p, ev.env.spec).sum(axis=0)
+            if forces or virial:
+                g = term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm)
+                centres, js = g.pairs[:, 0], g.pairs[:, 1]
+                for s, rows, sl in term.blocks(ev.env.spec):
+                    X = term.X[sl]
+                    Ps = ev.p[rows]
+                    local = np.full(n, -1)
+                    local[rows] = np.arange(len(rows))
+                    off = lo + sl.start
+                    if forces:
+                        sel = np.flatnonzero(local[centres] >= 0)
+                        contrib = term.kernel.contract_gradients(Ps, X, g.values[sel],
+                                                                 local[centres[sel]])
+                        scatter = sparse.csr_matrix(
+                            (np.ones(len(sel)), (js[sel], np.arange(len(sel)))),
+                            shape=(n, len(sel)))
+                        F[:, :, off:off + X.shape[0]] -= (scatter @ contrib.reshape(len(sel), -1)
+                                                          ).reshape(n, 3, -1)
+                    if virial:
+                        contrib = term.kernel.contract_gradients(
+                            Ps, X, g.strain[rows].reshape(len(rows), 9, -1),
+                            np.arange(len(rows)))
+                        V[:, :, off:off + X.shape[0]] -= contrib.sum(axis=0).reshape(3, 3, -1)
+            lo += term.M
+        return E, F, V
+
+    def _accumulate(self, frames, targets, indices, folds=None, progress_every=10.0):
+        """Stream whitened design rows into StreamingQR accumulators per target type.
+
+        With ``folds`` (array of fold ids per frame index) returns {fold: {type: acc}}.
+        """
+        M = self.M_
+        def new():
+            return {t: StreamingQR(M, self.block_rows) for t in ("energy", "force", "virial")}
+        accs = {} if folds is not None else new()
+        t0 = time.perf_counter()
+        last = t0
+        n_rows = 0
+        for count, k in enumerate(indices, 1):
+            at, tg = frames[k], targets[k]
+            e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
+            try:
+                E, F, V = self.design_rows(at, forces=tg.forces is not None,
+                                           virial=tg.virial is not None)
+            except FrameError:
+                raise
+            except ValueError as exc:
+                raise FrameError(f"frame {k}: {exc}") from None
+            acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
+            acc["energy"].add(E[None] / tg.sigma_energy, [(tg.energy - e0) / tg.sigma_energy])
+            n_rows += 1
+            if F is not None:
+                use = slice(None) if tg.force_mask is None else tg.force_mask
+                acc["force"].add(F[use].reshape(-1, M) / tg.sigma_force,
+                                 tg.forces[use].ravel() / tg.sigma_force)
+                n_rows += F[use].shape[0] * 3
+            if V is not None:
+                acc["virial"].add(V.reshape(9, M) / tg.sigma_virial,
+                                  tg.virial.ravel() / tg.sigma_virial)
+                n_rows += 9
+            now = time.perf_counter()
+            if now - last > progress_every or count == len(indices):
+                log.info("design rows: %d/%d frames, %d rows, %.1f s", count, len(indices),
+                         n_rows, now - t0)
+                last = now
+        return accs
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self):
+        if not hasattr(self, "alpha_"):
+            raise RuntimeError("model is not fitted: call fit() or load a model file")
+
+    def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None):
+        """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
+
+        Reverse mode (:meth:`SOAP.backward`): ∂p/∂r is never formed. ``stress`` is
+        returned only for 3-D periodic structures (None otherwise).
+        """
+        self._check_fitted()
+        md = self.min_distance if min_distance is None else min_distance
+        check_atoms(atoms, md if nl is None else 0.0)
+        nl = self._neighbors(atoms) if nl is None else nl
+        n = len(atoms)
+        spec = self.species_.indices(atoms.numbers)
+        energies = np.array([self.e0_[s] for s in self.species_.symbols])[spec]
+        F = np.zeros((n, 3))
+        W = np.zeros((3, 3))
+        need_grad = forces or stress
+        for term in self.terms_:
+            ev = _describe(term, atoms, nl)
+            w = np.zeros_like(ev.p)
+            for s, rows, sl in term.blocks(ev.env.spec):
+                eps, w_s = term.kernel.energy_and_gradient(ev.p[rows], term.X[sl], term.alpha[sl])
+                energies[rows] += eps
+                w[rows] = w_s
+            if need_grad:
+                t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
+                centre = np.repeat(np.arange(n), np.diff(ev.env.first))
+                for a in range(3):
+                    F[:, a] -= (np.bincount(ev.env.index, t[:, a], minlength=n)
+                                - np.bincount(centre, t[:, a], minlength=n))
+                W += t.T @ ev.env.vectors
+        out = {"energy": float(energies.sum()), "energies": energies}
+        if forces:
+            out["forces"] = F
+        if stress and atoms.pbc.all():
+            W = 0.5 * (W + W.T) / atoms.get_volume()
+            out["stress"] = np.array([W[a, b] for a, b in VOIGT])
+        return out
+
+    def predict(self, frames):
+        """Energies (n_frames,), forces (list of (n, 3)), stresses (list of (6,) or None)."""
+        res = [self.evaluate(at) for at in frames]
+        return {"energy": np.array([r["energy"] for r in res]),
+                "forces": [r["forces"] for r in res],
+                "stress": [r.get("stress") for r in res]}
+
+    def calculator(self, **kwargs):
+        """An ASE calculator for this model."""
+        from .calculator import GAPCalculator
+        return GAPCalculator(self, **kwargs)
+
+    def save(self, path):
+        """Write the model (``.npz`` without pickles, JSON header inside), atomically."""
+        from .io import save_model
+        save_model(self, path)

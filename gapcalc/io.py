@@ -1,0 +1,140 @@
+"""Model files: one ``.npz`` (never pickled) with a JSON header inside.
+
+Layout: ``header`` holds a JSON document (UTF-8 bytes as uint8) with
+``format`` = "gapcalc-model", ``format_version``, the hyper-parameters, every
+descriptor and kernel record, species, e0, a training summary and a SHA-256 of
+every array; the arrays are the sparse points, weights and the triangles needed
+for the posterior. Files are written to a temporary file in the same directory
+and renamed into place, so a crash never leaves a half-written model. Loading
+refuses a missing, truncated, pickled, foreign, newer-version or corrupted file
+with a message saying which.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "gapcalc-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used, with the reason."""
+
+
+def _digest(arr: np.ndarray) -> str:
+    a = np.ascontiguousarray(arr)
+    h = hashlib.sha256()
+    h.update(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_npz_atomic(path, header: dict, arrays: dict):
+    """Write ``arrays`` and a JSON ``header`` (with per-array checksums) atomically."""
+    path = Path(path)
+    header = dict(header)
+    header["checksums"] = {k: _digest(v) for k, v in arrays.items()}
+    payload = dict(arrays)
+    payload["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_npz(path, expect_format: str = FORMAT, max_version: int = FORMAT_VERSION):
+    """(header, arrays) from a file written by :func:`write_npz_atomic`, verified."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if "header" not in names:
+                raise ModelFileError(f"{path}: not a gapcalc model (no header)")
+            header = json.loads(bytes(z["header"]).decode())
+            arrays = {k: z[k] for k in names if k != "header"}
+    except ModelFileError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ModelFileError(f"{path}: contains pickled objects, which gapcalc never "
+                                 "loads") from None
+        raise ModelFileError(f"{path}: unreadable model file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError,
+            KeyError) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated model file ({exc})") from None
+    if header.get("format") != expect_format:
+        raise ModelFileError(f"{path}: format {header.get('format')!r} is not {expect_format!r}")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise ModelFileError(f"{path}: format version {version} is newer than this gapcalc "
+                             f"supports ({max_version}); upgrade gapcalc")
+    sums = header.get("checksums", {})
+    for k, arr in arrays.items():
+        if sums.get(k) != _digest(arr):
+            raise ModelFileError(f"{path}: checksum mismatch for array {k!r} (corrupted file)")
+    missing = set(sums) - set(arrays)
+    if missing:
+        raise ModelFileError(f"{path}: arrays {sorted(missing)} are missing (truncated file)")
+    return header, arrays
+
+
+def save_model(model, path):
+    """Serialise a fitted :class:`~gapcalc.gpr.SparseGPR`."""
+    from . import __version__
+    model._check_fitted()
+    arrays = {"R": model.R_, "U": model.U_, "triangles": model.triangles_}
+    terms = []
+    for k, t in enumerate(model.terms_):
+        arrays[f"X_{k}"] = t.X
+        arrays[f"X_species_{k}"] = t.X_species
+        arrays[f"alpha_{k}"] = t.alpha
+        terms.append({"descriptor": t.descriptor.to_dict(), "kernel": t.kernel.to_dict()})
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "gapcalc_version": __version__,
+        "params": model.get_params(), "terms": terms,
+        "species": model.species_.numbers.tolist(), "e0": model.e0_,
+        "training": model.training_summary_,
+    }
+    write_npz_atomic(path, header, arrays)
+
+
+def load_model(path):
+    """Rebuild a fitted :class:`~gapcalc.gpr.SparseGPR` from a model file."""
+    from .descriptors import descriptor_from_dict
+    from .gpr import SparseGPR, Term
+    from .kernels import kernel_from_dict
+    header, arrays = read_npz(path)
+    try:
+        model = SparseGPR.from_params(header["params"])
+        model.terms_ = []
+        for k, rec in enumerate(header["terms"]):
+            model.terms_.append(Term(descriptor_from_dict(rec["descriptor"]),
+                                     kernel_from_dict(rec["kernel"]), arrays[f"X_{k}"],
+                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"]))
+        model.species_ = model.terms_[0].descriptor.species
+        model.e0_ = {k: float(v) for k, v in header["e0"].items()}
+        model.R_ = arrays["R"]
+        model.U_ = arrays["U"]
+        model.triangles_ = arrays["triangles"]
+        model.alpha_ = np.concatenate([t.alpha for t in model.terms_])
+        model.training_summary_ = header.get("training", {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: inconsistent model file ({exc})") from None
+    return model

@@ -1,0 +1,109 @@
+"""Streaming least squares: the R factor of a tall matrix built block by block.
+
+The sparse-GPR weights solve (seed Eqs. 17-18, projected process)
+
+    min_α ‖Λ^{-1/2}(y − K_NM α)‖² + αᵀ K_MM α,
+
+i.e. the least-squares problem with matrix A = [Λ^{-1/2} K_NM ; U] (K_MM = UᵀU) and
+right-hand side [Λ^{-1/2} y ; 0]. Rather than forming K_MNΛ⁻¹K_NM we keep the QR
+factor of the augmented matrix [A | b]: appending a block of rows and
+re-triangularising [R ; block] keeps memory at O(M² + block·M) however many
+rows stream through, and is as stable as a QR of the full matrix.
+
+The triangle R of A gives the posterior covariance Σ = (K_MM + K_MN Λ⁻¹ K_NM)⁻¹ = R⁻¹R⁻ᵀ
+(seed Eq. 19), so it is kept with the model.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import lapack, solve_triangular
+
+
+def triangularise(stack: np.ndarray, n: int) -> np.ndarray:
+    """Upper-triangular (n, n) R with RᵀR = stackᵀ stack (LAPACK dgeqrf, in place)."""
+    rows = stack.shape[0]
+    if rows == 0:
+        return np.zeros((n, n))
+    qr, _, _, info = lapack.dgeqrf(stack, overwrite_a=True)
+    if info != 0:
+        raise RuntimeError(f"QR factorisation failed (LAPACK info={info})")
+    R = np.zeros((n, n))
+    k = min(rows, n)
+    R[:k] = np.triu(qr[:k, :n])
+    return R
+
+
+class StreamingQR:
+    """Accumulate rows of [A | y] (A with ``n_cols`` columns) into an (n+1, n+1) triangle.
+
+    ``add(A, y)`` buffers rows; every ``block_rows`` rows the buffer is folded into
+    the triangle. ``triangle()`` returns R_aug with R_augᵀR_aug = [A y]ᵀ[A y]:
+    R = R_aug[:n, :n], z = R_aug[:n, n] = Qᵀy, and R_aug[n, n]² = ‖y − A α̂‖² of the
+    unregularised problem.
+    """
+
+    def __init__(self, n_cols: int, block_rows: int = 4096):
+        self.n = int(n_cols)
+        self.block_rows = max(int(block_rows), 1)
+        self.R = np.zeros((0, self.n + 1))
+        self._buf: list[np.ndarray] = []
+        self._nbuf = 0
+        self.n_rows = 0
+
+    def add(self, A: np.ndarray, y: np.ndarray):
+        A = np.asarray(A, dtype=np.float64).reshape(-1, self.n)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(A) != len(y):
+            raise ValueError(f"{len(A)} rows but {len(y)} targets")
+        if len(A) == 0:
+            return
+        self._buf.append(np.column_stack([A, y]))
+        self._nbuf += len(A)
+        self.n_rows += len(A)
+        if self._nbuf >= self.block_rows:
+            self._fold()
+
+    def add_triangle(self, R_aug: np.ndarray):
+        """Fold in another accumulator's triangle (same columns)."""
+        self._buf.append(np.asarray(R_aug, dtype=np.float64))
+        self._nbuf += len(R_aug)
+        if self._nbuf >= self.block_rows:
+            self._fold()
+
+    def _fold(self):
+        if not self._buf:
+            return
+        stack = np.vstack([self.R] + self._buf)
+        self._buf = []
+        self._nbuf = 0
+        R = triangularise(np.asfortranarray(stack), self.n + 1)
+        keep = min(stack.shape[0], self.n + 1)
+        self.R = R[:keep]
+
+    def triangle(self) -> np.ndarray:
+        """(n+1, n+1) upper-triangular R_aug of everything added so far."""
+        self._fold()
+        out = np.zeros((self.n + 1, self.n + 1))
+        out[:len(self.R)] = self.R
+        return out
+
+
+def solve_regularised(triangles, U: np.ndarray, scales=None):
+    """Weights α and the triangle R of the regularised problem.
+
+    triangles : list of (M+1, M+1) R_aug factors of whitened data blocks (e.g. one
+        per target type); ``scales[k]`` multiplies block k (1/scaling of its σ).
+    U : (M, M) with UᵀU = K_MM (+ jitter) — the regulariser rows.
+    Returns (alpha (M,), R (M, M) upper triangular, RᵀR = K_MM + K_MNΛ⁻¹K_NM).
+    """
+    M = U.shape[0]
+    blocks = []
+    for k, T in enumerate(triangles):
+        s = 1.0 if scales is None else scales[k]
+        blocks.append(T * s)
+    blocks.append(np.column_stack([U, np.zeros(M)]))
+    R_aug = triangularise(np.asfortranarray(np.vstack(blocks)), M + 1)
+    R = R_aug[:M, :M].copy()
+    z = R_aug[:M, M]
+    alpha = solve_triangular(R, z, lower=False, check_finite=False)
+    return alpha, R
