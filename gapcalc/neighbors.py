@@ -57,6 +57,9 @@ _DEGENERATE_TOL = 1e-8
 _BIN_EPS = 1e-9
 # Fractional coordinates larger than this cannot be wrapped reliably.
 _MAX_WRAP = 2.0**40
+# Refuse cutoff/cell combinations needing more neighbour-bin offsets per atom
+# (i.e. absurdly many periodic images).
+_MAX_OFFSETS = 10**7
 
 
 class NeighborList(NamedTuple):
@@ -473,28 +476,36 @@ def neighbor_list(positions, cell, pbc, cutoff):
             lo[a] = s.min()
             width[a] = s.max() - lo[a]
     extent = width * spacing  # Å along the normal of each lattice-plane family
-    nbins = np.maximum(1, np.floor(extent / cutoff)).astype(np.int64)
-
     # cap the number of (mostly empty) bins, e.g. for dilute or vacuum systems
     max_bins = 4 * n + 64
-    while int(np.prod(nbins)) > max_bins:
+    nbins = [int(x) for x in np.clip(np.floor(extent / cutoff), 1, max_bins)]
+    while math.prod(nbins) > max_bins:
         a = int(np.argmax(nbins))
         nbins[a] = max(1, int(nbins[a] * 0.75))
 
-    kmax = np.zeros(3, dtype=np.int64)
+    kmax = [0, 0, 0]
     abin = np.zeros((n, 3), dtype=np.int64)
     for a in range(3):
         if pbc[a]:
-            x = cutoff * nbins[a] / spacing[a]
+            x = min(cutoff * nbins[a] / spacing[a], _MAX_OFFSETS)  # (error below)
             kmax[a] = int(math.ceil(x + _BIN_EPS))
             scaled = frac[:, a] * nbins[a]
         else:
             if nbins[a] == 1:
                 continue  # single bin, no search needed along this axis
             x = cutoff * nbins[a] / extent[a]
-            kmax[a] = min(int(math.ceil(x + _BIN_EPS)), int(nbins[a]) - 1)
+            kmax[a] = min(int(math.ceil(x + _BIN_EPS)), nbins[a] - 1)
             scaled = (frac[:, a] - lo[a]) * (nbins[a] / width[a])
         abin[:, a] = np.clip(np.floor(scaled), 0, nbins[a] - 1).astype(np.int64)
+    n_offsets = math.prod(2 * k + 1 for k in kmax)
+    if n_offsets > _MAX_OFFSETS:
+        raise ValueError(
+            f"cutoff {cutoff} Å is too large for this cell (plane spacings "
+            f"{np.round(spacing, 4).tolist()} Å): {n_offsets} bin offsets per atom "
+            "would be searched"
+        )
+    nbins = np.array(nbins, dtype=np.int64)
+    kmax = np.array(kmax, dtype=np.int64)
 
     # exact acceptance d2 <= cut2  <=>  sqrt(d2) < cutoff (sqrt is correctly
     # rounded and monotonic), so the distances are strictly below the cutoff
