@@ -193,23 +193,7 @@ class SparseGPR:
     def fit(self, frames, progress_every: float = 10.0):
         """Learn the model from a list of ase.Atoms carrying energies/forces/virials."""
         t_start = time.perf_counter()
-        frames = list(frames)
-        if not frames:
-            raise ValueError("no training frames")
-        targets = self.read(frames)
-        numbers = np.unique(np.concatenate([at.numbers for at in frames]))
-        species = SpeciesMap(numbers) if self.descriptor is None else self.descriptor.species
-        isolated = [k for k, at in enumerate(frames) if len(at) == 1 and not at.pbc.any()]
-        self.e0_ = self._fit_e0(frames, targets, isolated, species)
-        fit_idx = [k for k in range(len(frames)) if k not in set(isolated)]
-        if not fit_idx:
-            raise ValueError("no training frames besides isolated atoms")
-        self.terms_ = self._make_terms(species)
-        self.species_ = self.terms_[0].descriptor.species
-        # pass 1: candidate environments, sparse points
-        self._choose_sparse(frames, fit_idx)
-        # K_MM and its Cholesky factor
-        self.U_ = self._kmm_factor()
+        frames, targets, fit_idx, isolated = self._prepare(frames)
         # pass 2: stream the design rows
         acc = self._accumulate(frames, targets, fit_idx, progress_every=progress_every)
         triangles = [acc[t].triangle() for t in ("energy", "force", "virial")]
@@ -415,20 +399,29 @@ class SparseGPR:
             lo += term.M
         return E, F, V
 
-    def _accumulate(self, frames, targets, indices, folds=None, progress_every=10.0):
+    def _accumulate(self, frames, targets, indices, folds=None, evaluation=False,
+                    progress_every=10.0):
         """Stream whitened design rows into StreamingQR accumulators per target type.
 
-        With ``folds`` (array of fold ids per frame index) returns {fold: {type: acc}}.
+        With ``folds`` (fold id per frame index) returns {fold: {type: acc}}. With
+        ``evaluation`` also accumulates unwhitened rows in physical error units
+        ("eval_energy": eV/atom, "eval_force": eV/Å, "eval_virial": eV/Å³) so that
+        held-out RMSEs follow from the triangles alone (see :mod:`gapcalc.tuning`).
         """
         M = self.M_
+        kinds = ["energy", "force", "virial"]
+        if evaluation:
+            kinds += ["eval_energy", "eval_force", "eval_virial"]
+
         def new():
-            return {t: StreamingQR(M, self.block_rows) for t in ("energy", "force", "virial")}
+            return {t: StreamingQR(M, self.block_rows) for t in kinds}
         accs = {} if folds is not None else new()
         t0 = time.perf_counter()
         last = t0
         n_rows = 0
         for count, k in enumerate(indices, 1):
             at, tg = frames[k], targets[k]
+            n = len(at)
             e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
             try:
                 E, F, V = self.design_rows(at, forces=tg.forces is not None,
@@ -438,16 +431,25 @@ class SparseGPR:
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
             acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
-            acc["energy"].add(E[None] / tg.sigma_energy, [(tg.energy - e0) / tg.sigma_energy])
+            ey = tg.energy - e0
+            acc["energy"].add(E[None] / tg.sigma_energy, [ey / tg.sigma_energy])
+            if evaluation:
+                acc["eval_energy"].add(E[None] / n, [ey / n])
             n_rows += 1
             if F is not None:
                 use = slice(None) if tg.force_mask is None else tg.force_mask
-                acc["force"].add(F[use].reshape(-1, M) / tg.sigma_force,
-                                 tg.forces[use].ravel() / tg.sigma_force)
-                n_rows += F[use].shape[0] * 3
+                Fr = F[use].reshape(-1, M)
+                fy = tg.forces[use].ravel()
+                acc["force"].add(Fr / tg.sigma_force, fy / tg.sigma_force)
+                if evaluation:
+                    acc["eval_force"].add(Fr, fy)
+                n_rows += len(fy)
             if V is not None:
                 acc["virial"].add(V.reshape(9, M) / tg.sigma_virial,
                                   tg.virial.ravel() / tg.sigma_virial)
+                if evaluation:
+                    vol = at.get_volume()
+                    acc["eval_virial"].add(V.reshape(9, M) / vol, tg.virial.ravel() / vol)
                 n_rows += 9
             now = time.perf_counter()
             if now - last > progress_every or count == len(indices):
@@ -455,6 +457,25 @@ class SparseGPR:
                          n_rows, now - t0)
                 last = now
         return accs
+
+    def _prepare(self, frames):
+        """Validate, fit e0, build terms and sparse points and K_MM: everything before rows."""
+        frames = list(frames)
+        if not frames:
+            raise ValueError("no training frames")
+        targets = self.read(frames)
+        numbers = np.unique(np.concatenate([at.numbers for at in frames]))
+        species = SpeciesMap(numbers) if self.descriptor is None else self.descriptor.species
+        isolated = [k for k, at in enumerate(frames) if len(at) == 1 and not at.pbc.any()]
+        self.e0_ = self._fit_e0(frames, targets, isolated, species)
+        fit_idx = [k for k in range(len(frames)) if k not in set(isolated)]
+        if not fit_idx:
+            raise ValueError("no training frames besides isolated atoms")
+        self.terms_ = self._make_terms(species)
+        self.species_ = self.terms_[0].descriptor.species
+        self._choose_sparse(frames, fit_idx)
+        self.U_ = self._kmm_factor()
+        return frames, targets, fit_idx, isolated
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self):
