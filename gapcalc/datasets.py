@@ -41,7 +41,7 @@ def emt_frames(symbol="Cu", n_frames=50, size=(3, 3, 3), temperature=800.0, inte
     atoms = bulk(symbol, cubic=True) * size
     atoms.calc = EMT()
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=0.02,
+    dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=0.02, fixcm=False,
                    rng=rng)
     frames = []
     for k in range(n_frames):

@@ -1,0 +1,303 @@
+"""The ``gapcalc`` command: fit, eval, info, cv, curve, md, demo (and learn)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import numpy as np
+
+log = logging.getLogger("gapcalc")
+
+
+def _setup_logging(verbose: bool, logfile=None):
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        handlers.append(logging.FileHandler(logfile))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", handlers=handlers, force=True)
+
+
+def _read(path):
+    from ase.io import read
+    frames = read(path, ":")
+    if not frames:
+        raise SystemExit(f"{path}: no frames")
+    return frames
+
+
+def _floats(text):
+    return [float(x) for x in text.split(",")] if text else None
+
+
+def _model_args(p):
+    g = p.add_argument_group("model hyper-parameters")
+    g.add_argument("--cutoff", type=float, default=5.0, help="SOAP cutoff (Å)")
+    g.add_argument("--cutoff-width", type=float, default=0.5, help="cosine switch width (Å)")
+    g.add_argument("--n-max", type=int, default=8)
+    g.add_argument("--l-max", type=int, default=6)
+    g.add_argument("--atom-sigma", type=float, default=0.5, help="Gaussian width (Å)")
+    g.add_argument("--zeta", type=float, default=4)
+    g.add_argument("--delta", type=float, default=1.0, help="kernel scale δ (eV)")
+    g.add_argument("--n-sparse", type=int, default=1000, help="sparse points per species")
+    g.add_argument("--sparse-method", default="cur", choices=["cur", "fps", "uniform", "random"])
+    g.add_argument("--sigma-energy", type=float, default=0.002, help="eV/atom")
+    g.add_argument("--sigma-force", type=float, default=0.1, help="eV/Å")
+    g.add_argument("--sigma-virial", type=float, default=0.1, help="eV/atom")
+    g.add_argument("--e0", default="average",
+                   help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
+    g.add_argument("--two-body", action="store_true", help="add a 2-body radial term")
+    g.add_argument("--delta-2b", type=float, default=0.5)
+    g.add_argument("--n-sparse-2b", type=int, default=50)
+    g.add_argument("--energy-key", default="energy")
+    g.add_argument("--force-key", default="forces")
+    g.add_argument("--virial-key", default="virial")
+    g.add_argument("--stress-key", default="stress")
+    g.add_argument("--config-type-sigma", default=None,
+                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\'')
+
+
+def _model_from_args(a, frames):
+    from .descriptors import SOAP
+    from .gpr import SparseGPR
+    species = np.unique(np.concatenate([at.numbers for at in frames]))
+    desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
+                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width)
+    e0 = a.e0
+    if e0 not in ("average", "lstsq", "isolated"):
+        try:
+            e0 = float(e0)
+        except ValueError:
+            e0 = json.loads(e0)
+    return SparseGPR(desc, zeta=a.zeta, delta=a.delta, n_sparse=a.n_sparse,
+                     sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
+                     sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
+                     two_body=True if a.two_body else None, delta_2b=a.delta_2b,
+                     n_sparse_2b=a.n_sparse_2b, energy_key=a.energy_key,
+                     force_key=a.force_key, virial_key=a.virial_key, stress_key=a.stress_key,
+                     config_type_sigma=json.loads(a.config_type_sigma)
+                     if a.config_type_sigma else None)
+
+
+def cmd_fit(a):
+    from .metrics import error_table, format_table
+    frames = _read(a.train)
+    model = _model_from_args(a, frames)
+    t0 = time.perf_counter()
+    model.fit(frames)
+    log.info("fitted %d frames in %.1f s (M = %d)", len(frames), time.perf_counter() - t0,
+             model.M_)
+    model.save(a.output)
+    print(f"model written to {a.output}")
+    if a.valid:
+        table = error_table(model, _read(a.valid))
+        print("validation errors:")
+        print(format_table(table))
+
+
+def cmd_eval(a):
+    from . import load_model_file
+    from .metrics import error_table, format_table
+    model = load_model_file(a.model)
+    frames = _read(a.test)
+    table = error_table(model, frames, return_predictions=bool(a.plot))
+    if a.plot:
+        _parity_plot(table.pop("predictions"), a.plot)
+    if a.json:
+        print(json.dumps({**table["overall"],
+                          "per_config_type": table["per_config_type"]}))
+    else:
+        print(format_table(table))
+
+
+def _parity_plot(pred, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'gapcalc[plot]'") from None
+    fig, axes = plt.subplots(1, len(pred), figsize=(5 * len(pred), 4.5))
+    axes = np.atleast_1d(axes)
+    for ax, (name, (ref, got)) in zip(axes, pred.items()):
+        ax.plot(ref, got, ".", ms=2)
+        lo, hi = min(ref.min(), got.min()), max(ref.max(), got.max())
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.5)
+        unit = "eV/atom" if name == "energy" else "eV/Å"
+        ax.set_xlabel(f"reference {name} ({unit})")
+        ax.set_ylabel(f"gapcalc {name} ({unit})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"parity plot written to {path}")
+
+
+def cmd_info(a):
+    from .io import read_npz
+    header, arrays = read_npz(a.model)
+    header.pop("checksums", None)
+    header["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
+    print(json.dumps(header, indent=2, sort_keys=True))
+
+
+def cmd_cv(a):
+    from .tuning import cross_validate
+    frames = _read(a.train)
+    model = _model_from_args(a, frames)
+    cv = cross_validate(model, frames, k=a.folds, sigma_energy=_floats(a.grid_sigma_energy),
+                        sigma_force=_floats(a.grid_sigma_force),
+                        sigma_virial=_floats(a.grid_sigma_virial), delta=_floats(a.grid_delta),
+                        score=a.score, refit=bool(a.output))
+    print(f"{'σ_E':>8}{'σ_F':>8}{'σ_V':>8}{'δ':>8}{'E RMSE':>12}{'F RMSE':>10}{'S RMSE':>10}")
+    for r in cv["results"]:
+        mark = "  <- best" if r is cv["best"] else ""
+        fmt = (lambda x, s=1.0: "-" if x is None else f"{x * s:.4f}")
+        print(f"{r['sigma_energy']:>8g}{r['sigma_force']:>8g}{r['sigma_virial']:>8g}"
+              f"{r['delta']:>8g}{fmt(r['energy_rmse'], 1e3):>12}{fmt(r['force_rmse']):>10}"
+              f"{fmt(r['stress_rmse']):>10}{mark}")
+    print("(energy meV/atom, force eV/Å, stress eV/Å³; held-out over "
+          f"{cv['k']} folds)")
+    if a.output:
+        cv["model"].save(a.output)
+        print(f"best model written to {a.output}")
+
+
+def cmd_curve(a):
+    from .tuning import learning_curve
+    frames = _read(a.train)
+    model = _model_from_args(a, frames)
+    sizes = [int(x) for x in a.sizes.split(",")]
+    curve = learning_curve(model, frames, _read(a.valid), sizes)
+    print(f"{'n_train':>8}{'E RMSE meV/at':>15}{'F RMSE eV/Å':>13}")
+    for r in curve:
+        print(f"{r['n_train']:>8}{r['energy_rmse'] * 1e3:>15.3f}{r['force_rmse']:>13.4f}")
+    if a.json:
+        print(json.dumps(curve))
+
+
+def cmd_md(a):
+    from .md import run_md
+    from . import load
+    from ase.io import read
+    atoms = read(a.structure)
+    atoms.calc = load(a.model)
+    run_md(atoms, steps=a.steps, temperature=a.temperature, timestep=a.timestep,
+           ensemble=a.ensemble, trajectory=a.output, log_interval=a.log_interval,
+           pressure=a.pressure, seed=a.seed)
+
+
+def cmd_demo(a):
+    """Main job on a built-in data set: EMT Cu frames → fit → errors → short MD."""
+    from .datasets import emt_frames
+    from .descriptors import SOAP
+    from .gpr import SparseGPR
+    from .md import run_md
+    from .metrics import error_table, format_table
+    t0 = time.perf_counter()
+    frames = emt_frames("Cu", n_frames=a.frames + 20, size=(3, 3, 3), temperature=800,
+                        interval=10, seed=a.seed)
+    train, test = frames[:a.frames], frames[a.frames:]
+    log.info("generated %d EMT Cu frames (108 atoms) in %.1f s", len(frames),
+             time.perf_counter() - t0)
+    desc = SOAP(["Cu"], cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5, cutoff_width=0.5)
+    model = SparseGPR(desc, zeta=4, n_sparse=a.n_sparse, sigma_energy=0.001, sigma_force=0.03,
+                      sigma_virial=0.02)
+    t1 = time.perf_counter()
+    model.fit(train)
+    print(f"fitted {len(train)} frames ({len(train) * 108} atoms, M = {model.M_}) in "
+          f"{time.perf_counter() - t1:.1f} s")
+    print("held-out errors against EMT:")
+    print(format_table(error_table(model, test)))
+    if a.output:
+        model.save(a.output)
+        print(f"model written to {a.output}")
+    atoms = test[0].copy()
+    atoms.calc = model.calculator()
+    run_md(atoms, steps=a.steps, temperature=800, timestep=2.0, ensemble="langevin",
+           log_interval=max(1, a.steps // 5), seed=a.seed)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="gapcalc", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log", default=None, help="also log to this file")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="fit a model to an extended-XYZ training set")
+    f.add_argument("train")
+    f.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    f.add_argument("--valid", help="validation extxyz, errors printed after fitting")
+    _model_args(f)
+    f.set_defaults(func=cmd_fit)
+
+    e = sub.add_parser("eval", help="errors of a model on a test set")
+    e.add_argument("model")
+    e.add_argument("test")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--plot", help="parity plot PNG (needs matplotlib)")
+    e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="print a model file's header")
+    i.add_argument("model")
+    i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("cv", help="k-fold cross-validation over σ and δ")
+    c.add_argument("train")
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--grid-sigma-energy", help="comma-separated values")
+    c.add_argument("--grid-sigma-force")
+    c.add_argument("--grid-sigma-virial")
+    c.add_argument("--grid-delta")
+    c.add_argument("--score", default="force", choices=["force", "energy", "stress"])
+    c.add_argument("-o", "--output", help="write the best model here")
+    _model_args(c)
+    c.set_defaults(func=cmd_cv)
+
+    lc = sub.add_parser("curve", help="learning curve: validation error vs training size")
+    lc.add_argument("train")
+    lc.add_argument("--valid", required=True)
+    lc.add_argument("--sizes", required=True, help="e.g. 10,20,50,100")
+    lc.add_argument("--json", action="store_true")
+    _model_args(lc)
+    lc.set_defaults(func=cmd_curve)
+
+    m = sub.add_parser("md", help="molecular dynamics with a model")
+    m.add_argument("model", help="model file or shipped potential name")
+    m.add_argument("structure")
+    m.add_argument("--steps", type=int, default=1000)
+    m.add_argument("--temperature", type=float, default=300.0, help="K")
+    m.add_argument("--timestep", type=float, default=1.0, help="fs")
+    m.add_argument("--ensemble", default="langevin", choices=["nve", "langevin", "npt"])
+    m.add_argument("--pressure", type=float, default=0.0, help="GPa (npt)")
+    m.add_argument("--log-interval", type=int, default=100)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("-o", "--output", default=None, help="trajectory (.traj)")
+    m.set_defaults(func=cmd_md)
+
+    d = sub.add_parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
+    d.add_argument("--frames", type=int, default=40)
+    d.add_argument("--n-sparse", type=int, default=300)
+    d.add_argument("--steps", type=int, default=500)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("-o", "--output", default=None)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose, args.log)
+    from .io import ModelFileError
+    from .targets import FrameError
+    try:
+        args.func(args)
+    except (FrameError, ModelFileError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
