@@ -532,7 +532,7 @@ class SparseGPR:
         from .calculator import GAPCalculator
         return GAPCalculator(self, **kwargs)
 
-    def save(self, path):
+    def save(self, path, training_state=True):
         """Write the model (``.npz`` without pickles, JSON header inside), atomically."""
         from .io import save_model
-        save_model(self, path)
+        save_model(self, path, training_state=training_state)

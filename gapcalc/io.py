@@ -95,11 +95,30 @@ def read_npz(path, expect_format: str = FORMAT, max_version: int = FORMAT_VERSIO
     return header, arrays
 
 
-def save_model(model, path):
-    """Serialise a fitted :class:`~gapcalc.gpr.SparseGPR`."""
+def pack_upper(T: np.ndarray) -> np.ndarray:
+    """Upper triangle of a square matrix (or a stack of them) as a flat vector."""
+    iu = np.triu_indices(T.shape[-1])
+    return np.ascontiguousarray(T[..., iu[0], iu[1]])
+
+
+def unpack_upper(v: np.ndarray, n: int) -> np.ndarray:
+    iu = np.triu_indices(n)
+    out = np.zeros(v.shape[:-1] + (n, n))
+    out[..., iu[0], iu[1]] = v
+    return out
+
+
+def save_model(model, path, training_state=True):
+    """Serialise a fitted :class:`~gapcalc.gpr.SparseGPR`.
+
+    ``training_state=False`` leaves out the per-target-type QR triangles (needed only
+    to add data to the model later), which roughly halves the file.
+    """
     from . import __version__
     model._check_fitted()
-    arrays = {"R": model.R_, "U": model.U_, "triangles": model.triangles_}
+    arrays = {"R": pack_upper(model.R_), "U": pack_upper(model.U_)}
+    if training_state and getattr(model, "triangles_", None) is not None:
+        arrays["triangles"] = pack_upper(model.triangles_)
     terms = []
     for k, t in enumerate(model.terms_):
         arrays[f"X_{k}"] = t.X
@@ -130,9 +149,11 @@ def load_model(path):
                                      arrays[f"X_species_{k}"], arrays[f"alpha_{k}"]))
         model.species_ = model.terms_[0].descriptor.species
         model.e0_ = {k: float(v) for k, v in header["e0"].items()}
-        model.R_ = arrays["R"]
-        model.U_ = arrays["U"]
-        model.triangles_ = arrays["triangles"]
+        M = sum(t.M for t in model.terms_)
+        model.R_ = unpack_upper(arrays["R"], M)
+        model.U_ = unpack_upper(arrays["U"], M)
+        model.triangles_ = (unpack_upper(arrays["triangles"], M + 1)
+                            if "triangles" in arrays else None)
         model.alpha_ = np.concatenate([t.alpha for t in model.terms_])
         model.training_summary_ = header.get("training", {})
     except (KeyError, TypeError, ValueError) as exc:

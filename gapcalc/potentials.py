@@ -1,13 +1,20 @@
-"""Shipped potentials, loaded by name: ``gapcalc.load("Si")``."""
+"""Shipped potentials, loaded by name: ``gapcalc.load("Si")``.
+
+The models and their model cards live in the repository's top-level ``potentials/``
+folder, installed as the package ``gapcalc.shipped``.
+"""
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-DATA = Path(__file__).parent / "data" / "potentials"
+
+def _folder():
+    return resources.files("gapcalc.shipped")
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in DATA.glob("*.npz"))
+    return sorted(p.name[:-4] for p in _folder().iterdir() if p.name.endswith(".npz"))
 
 
 def resolve(name_or_path) -> Path:
@@ -15,8 +22,8 @@ def resolve(name_or_path) -> Path:
     p = Path(name_or_path)
     if p.exists():
         return p
-    shipped = DATA / f"{name_or_path}.npz"
-    if shipped.exists():
-        return shipped
+    shipped = _folder() / f"{name_or_path}.npz"
+    if shipped.is_file():
+        return Path(str(shipped))
     raise FileNotFoundError(f"{name_or_path}: no such model file, and not a shipped potential "
                             f"(available: {available()})")

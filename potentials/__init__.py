@@ -1,0 +1,1 @@
+"""Shipped gapcalc potentials (installed as ``gapcalc.shipped``): ``gapcalc.load("<name>")``."""
