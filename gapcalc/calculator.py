@@ -17,6 +17,9 @@ class GAPCalculator(Calculator):
     Parameters
     ----------
     model : SparseGPR, or a path / shipped-potential name passed to :func:`gapcalc.load`.
+    uncertainty : also compute posterior standard deviations on every call
+        (``energy_std`` eV, ``energies_std`` eV, ``forces_std`` eV/Å); without it they
+        are computed only when asked for (``calc.get_property("forces_std", atoms)``).
     skin : Å added to the neighbour-list cutoff; the list is rebuilt only when an atom
         has moved more than skin/2 or the cell, pbc or atoms changed (0 = every call).
     min_distance : smallest interatomic distance accepted (Å); None = the model's.
@@ -24,7 +27,10 @@ class GAPCalculator(Calculator):
 
     default_parameters: dict = {}
 
-    def __init__(self, model, skin: float = 0.5, min_distance=None, **kwargs):
+    UNCERTAINTY = ("energy_std", "energies_std", "forces_std")
+
+    def __init__(self, model, uncertainty: bool = False, skin: float = 0.5, min_distance=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             from . import load_model_file
@@ -34,7 +40,9 @@ class GAPCalculator(Calculator):
         self.skin = float(skin)
         self.min_distance = min_distance
         # a per-instance list (never share the class attribute)
-        self.implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+        self.implemented_properties = ["energy", "free_energy", "energies", "forces", "stress",
+                                       *self.UNCERTAINTY]
+        self.uncertainty = bool(uncertainty)
         self._nl = None
         self._nl_key = None
 
@@ -67,6 +75,8 @@ class GAPCalculator(Calculator):
         self.results["forces"] = res["forces"]
         if "stress" in res:
             self.results["stress"] = res["stress"]
+        if self.uncertainty or any(p in self.UNCERTAINTY for p in properties):
+            self.results.update(self.model.uncertainty(self.atoms, nl=nl))
         elif "stress" in properties:
             from ase.calculators.calculator import PropertyNotImplementedError
             raise PropertyNotImplementedError("stress needs a 3-D periodic cell")

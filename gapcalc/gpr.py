@@ -88,6 +88,25 @@ class _Evaluated:
     pnorm: np.ndarray
 
 
+def _force_prior(kernel, p, spec, g, n):
+    """Prior variance of every force component: Σ_{i,i'} g_iᵀ ∂²k(p_i,p_i')/∂p∂p' g_i'.
+
+    g_i = ∂p_i/∂r_ja from the forward gradients; pairs of centres of different species
+    do not covary. Returns (n, 3)."""
+    out = np.zeros((n, 3))
+    js = g.pairs[:, 1]
+    order = np.argsort(js, kind="stable")
+    bounds = np.searchsorted(js[order], np.arange(n + 1))
+    for j in range(n):
+        rows = order[bounds[j]:bounds[j + 1]]
+        if not len(rows):
+            continue
+        c = g.pairs[rows, 0]
+        same = spec[c][:, None] == spec[c][None, :]
+        out[j] = kernel.force_prior(p[c], g.values[rows], same)
+    return out
+
+
 def _describe(term, atoms, nl):
     env = term.descriptor.environment(atoms, nl)
     c = term.descriptor.expand(env)
@@ -356,6 +375,32 @@ class SparseGPR:
                 jitter *= 10
         raise np.linalg.LinAlgError("K_MM is singular even with jitter; reduce n_sparse")
 
+    def _term_rows(self, term, ev, g, forces, virial):
+        """Rows of one term: local kernel (N, M_t), force rows (N, 3, M_t), virial (3, 3, M_t)."""
+        n = ev.env.n_atoms
+        K = term.local_kernel(ev.p, ev.env.spec)
+        F = np.zeros((n, 3, term.M)) if forces else None
+        V = np.zeros((3, 3, term.M)) if virial else None
+        if g is not None:
+            centres, js = g.pairs[:, 0], g.pairs[:, 1]
+            for s, rows, sl in term.blocks(ev.env.spec):
+                X = term.X[sl]
+                Ps = ev.p[rows]
+                local = np.full(n, -1)
+                local[rows] = np.arange(len(rows))
+                if forces:
+                    sel = np.flatnonzero(local[centres] >= 0)
+                    contrib = term.kernel.contract_gradients(Ps, X, g.values[sel],
+                                                             local[centres[sel]])
+                    scatter = sparse.csr_matrix(
+                        (np.ones(len(sel)), (js[sel], np.arange(len(sel)))), shape=(n, len(sel)))
+                    F[:, :, sl] -= (scatter @ contrib.reshape(len(sel), -1)).reshape(n, 3, -1)
+                if virial:
+                    contrib = term.kernel.contract_gradients(
+                        Ps, X, g.strain[rows].reshape(len(rows), 9, -1), np.arange(len(rows)))
+                    V[:, :, sl] -= contrib.sum(axis=0).reshape(3, 3, -1)
+        return K, F, V
+
     def design_rows(self, atoms, forces=True, virial=True, nl=None):
         """Rows of K_NM for one structure (seed Eqs. 13-15, derivative functionals).
 
@@ -364,40 +409,62 @@ class SparseGPR:
         virial rows −∂/∂ε of it (gap_fit sign). M spans all terms.
         """
         nl = self._neighbors(atoms) if nl is None else nl
-        n = len(atoms)
-        E = np.zeros(self.M_)
-        F = np.zeros((n, 3, self.M_)) if forces else None
-        V = np.zeros((3, 3, self.M_)) if virial else None
-        lo = 0
+        parts = []
         for term in self.terms_:
             ev = _describe(term, atoms, nl)
-            cols = slice(lo, lo + term.M)
-            E[cols] = term.local_kernel(ev.p, ev.env.spec).sum(axis=0)
-            if forces or virial:
-                g = term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm)
-                centres, js = g.pairs[:, 0], g.pairs[:, 1]
-                for s, rows, sl in term.blocks(ev.env.spec):
-                    X = term.X[sl]
-                    Ps = ev.p[rows]
-                    local = np.full(n, -1)
-                    local[rows] = np.arange(len(rows))
-                    off = lo + sl.start
-                    if forces:
-                        sel = np.flatnonzero(local[centres] >= 0)
-                        contrib = term.kernel.contract_gradients(Ps, X, g.values[sel],
-                                                                 local[centres[sel]])
-                        scatter = sparse.csr_matrix(
-                            (np.ones(len(sel)), (js[sel], np.arange(len(sel)))),
-                            shape=(n, len(sel)))
-                        F[:, :, off:off + X.shape[0]] -= (scatter @ contrib.reshape(len(sel), -1)
-                                                          ).reshape(n, 3, -1)
-                    if virial:
-                        contrib = term.kernel.contract_gradients(
-                            Ps, X, g.strain[rows].reshape(len(rows), 9, -1),
-                            np.arange(len(rows)))
-                        V[:, :, off:off + X.shape[0]] -= contrib.sum(axis=0).reshape(3, 3, -1)
-            lo += term.M
+            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm)
+                 if forces or virial else None)
+            parts.append(self._term_rows(term, ev, g, forces, virial))
+        E = np.concatenate([K.sum(axis=0) for K, _, _ in parts])
+        F = np.concatenate([p[1] for p in parts], axis=-1) if forces else None
+        V = np.concatenate([p[2] for p in parts], axis=-1) if virial else None
         return E, F, V
+
+    def uncertainty(self, atoms, forces=True, nl=None):
+        """Posterior standard deviations (projected process / DTC, seed Eqs. 19-20).
+
+        For any linear functional L of the local-energy GP with row l = L k(·, X):
+            σ²(L) = L L' k − l K_MM⁻¹ lᵀ + l Σ lᵀ,   Σ = R⁻¹R⁻ᵀ, K_MM = UᵀU,
+        applied to every local energy ε_i, to the total energy, and (``forces``) to
+        every force component −∂E/∂r_ja, whose prior term uses the exact second
+        derivatives of the kernels. Returns {"energies_std" (N,) eV, "energy_std" eV,
+        "forces_std" (N, 3) eV/Å}. Noise-free: the spread of the fitted function.
+        """
+        self._check_fitted()
+        nl = self._neighbors(atoms) if nl is None else nl
+        n = len(atoms)
+        prior_local = np.zeros(n)
+        prior_total = 0.0
+        prior_forces = np.zeros((n, 3))
+        K_parts, F_parts = [], []
+        for term in self.terms_:
+            ev = _describe(term, atoms, nl)
+            g = term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm) if forces else None
+            K, F, _ = self._term_rows(term, ev, g, forces, False)
+            K_parts.append(K)
+            F_parts.append(F)
+            spec = ev.env.spec
+            prior_local += term.kernel.diag(ev.p)
+            for s in np.unique(spec):
+                P = ev.p[spec == s]
+                prior_total += float(term.kernel(P, P).sum())
+            if forces:
+                prior_forces += _force_prior(term.kernel, ev.p, spec, g, n)
+        Kl = np.concatenate(K_parts, axis=1)
+        rows = [Kl, Kl.sum(axis=0)[None]]
+        if forces:
+            rows.append(np.concatenate(F_parts, axis=-1).reshape(3 * n, -1))
+        Q = np.vstack(rows).T                                          # (M, rows)
+        a = solve_triangular(self.U_, Q, trans="T", check_finite=False)
+        b = solve_triangular(self.R_, Q, trans="T", check_finite=False)
+        reduction = np.einsum("mr,mr->r", b, b) - np.einsum("mr,mr->r", a, a)
+        prior = np.concatenate([prior_local, [prior_total],
+                                prior_forces.ravel() if forces else []])
+        var = np.maximum(prior + reduction, 0.0)
+        out = {"energies_std": np.sqrt(var[:n]), "energy_std": float(np.sqrt(var[n]))}
+        if forces:
+            out["forces_std"] = np.sqrt(var[n + 1:]).reshape(n, 3)
+        return out
 
     def _accumulate(self, frames, targets, indices, folds=None, evaluation=False,
                     progress_every=10.0):

@@ -39,6 +39,23 @@ class DotProduct:
         S = P @ X.T
         return S, self.zeta * self.delta ** 2 * S ** (self.zeta - 1)
 
+    def force_prior(self, P, G, mask):
+        """Σ_{r,r'} G_rᵀ ∂²k(p_r, p_r')/∂p∂p' G_r' per direction a → (3,).
+
+        P (n, D) centres' features, G (n, 3, D) their gradients w.r.t. one atom,
+        mask (n, n) which pairs covary. ∂²k/∂p∂p'ᵀ = δ²ζ[(ζ−1)s^{ζ−2} p' pᵀ + s^{ζ−1} I]."""
+        S = P @ P.T
+        z = self.zeta
+        A = self.delta ** 2 * z * S ** (z - 1) * mask
+        B = (self.delta ** 2 * z * (z - 1) * (S ** (z - 2) if z != 2 else np.ones_like(S)) * mask
+             if z != 1 else np.zeros_like(S))
+        out = np.empty(3)
+        for a in range(3):
+            Ga = G[:, a, :]
+            GP = Ga @ P.T                      # (r, r'): g_r · p_r'
+            out[a] = np.sum(A * (Ga @ Ga.T)) + np.sum(B * GP * GP.T)
+        return out
+
     def contract_gradients(self, P, X, G, centres):
         """Σ_f G[r, a, f] ∂k(p_{centres[r]}, x_m)/∂p_f → (n_rows, A, M)."""
         _, dK = self._dk(P, X)
@@ -81,6 +98,18 @@ class SquaredExponential:
 
     def diag(self, P):
         return np.full(len(P), self.delta ** 2)
+
+    def force_prior(self, P, G, mask):
+        """As :meth:`DotProduct.force_prior`; ∂²k/∂p∂p'ᵀ = k/θ² [I − d dᵀ/θ²], d = p − p'."""
+        K = self(P, P) * mask
+        t2 = self.theta ** 2
+        out = np.empty(3)
+        for a in range(3):
+            Ga = G[:, a, :]
+            Gd = Ga @ P.T                      # g_r · p_r'
+            gd = np.diag(Gd)[:, None] - Gd     # g_r · (p_r − p_r')
+            out[a] = np.sum(K / t2 * ((Ga @ Ga.T) - gd * (-gd.T) / t2))
+        return out
 
     def contract_gradients(self, P, X, G, centres):
         # ∂k/∂p = -k (p - x)/θ²
