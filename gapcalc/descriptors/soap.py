@@ -112,14 +112,55 @@ def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, 
     L2 = (l_max + 1) * (l_max + 1)
     project_gradient(u, inv, dY, L2)
     n_max = g.shape[0]
-    for n in range(n_max):
-        for l in range(l_max + 1):
-            gnl = g[n, l]
-            dgnl = dg[n, l]
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                y = dgnl * Y[lm]
-                for a in range(3):
-                    dC[a, n, lm] = y * u[a] + gnl * dY[lm, a]
+    for a in range(3):
+        ua = u[a]
+        for n in range(n_max):
+            for l in range(l_max + 1):
+                gnl = g[n, l]
+                dgu = dg[n, l] * ua
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    dC[a, n, lm] = dgu * Y[lm] + gnl * dY[lm, a]
+
+
+@njit(cache=True, nogil=True)
+def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp):
+    """dp (3, D) = ∂p/∂r_ij from dC (3, n_max, L2) = ∂c^{sj}/∂r_ij and c_i.
+
+    ciT (L2, S·n_max) is c_i transposed so that the innermost loop runs over the
+    independent (s', n') lanes (vectorisable, no floating-point dependency chain).
+    T[a, n, l, s'·n_max + n'] = Σ_m dC[a, n, lm] c_i[s', n', lm] holds every product
+    needed; feature (s1, s2, n1, n2, l) gathers T[n1, l, (s2, n2)] if s1 = sj and
+    T[n2, l, (s1, n1)] if s2 = sj.
+    """
+    n_max = dC.shape[1]
+    lp = T.shape[2]
+    W = ciT.shape[1]
+    for a in range(3):
+        for n in range(n_max):
+            for l in range(lp):
+                row = T[a, n, l]
+                for q in range(W):
+                    row[q] = 0.0
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    d = dC[a, n, lm]
+                    src = ciT[lm]
+                    for q in range(W):
+                        row[q] += d * src[q]
+    D = f_w.shape[0]
+    for f in range(D):
+        s1 = f_s1[f]
+        s2 = f_s2[f]
+        l = f_l[f]
+        n1 = f_n1[f]
+        n2 = f_n2[f]
+        w = f_w[f]
+        for a in range(3):
+            acc = 0.0
+            if s1 == sj:
+                acc += T[a, n1, l, s2 * n_max + n2]
+            if s2 == sj:
+                acc += T[a, n2, l, s1 * n_max + n1]
+            dp[a, f] = w * acc
 
 
 @njit(cache=True, parallel=True)
@@ -135,6 +176,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
     """
     n_atoms = first.shape[0] - 1
     n_max = values.shape[1]
+    n_species = c.shape[1]
     L2 = (l_max + 1) * (l_max + 1)
     D = f_w.shape[0]
     grad = np.zeros((gfirst[n_atoms], 3, D))
@@ -150,31 +192,21 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
         dg = np.empty((n_max, l_max + 1))
         u = np.empty(3)
         dC = np.empty((3, n_max, L2))
+        T = np.empty((3, n_max, l_max + 1, n_species * n_max))
         dp = np.empty((3, D))
         centre = np.zeros((3, D))
         st = np.zeros((3, 3, D))
-        ci = c[i]
+        ciT = np.empty((L2, n_species * n_max))
+        for s2 in range(n_species):
+            for n2 in range(n_max):
+                for lm in range(L2):
+                    ciT[lm, s2 * n_max + n2] = c[i, s2, n2, lm]
         ic = centre_slot[i]
         for k in range(first[i], first[i + 1]):
             _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y, dY,
                                      Q, dQ, C, S, u, dC)
             sj = spec[index[k]]
-            for f in range(D):
-                s1 = f_s1[f]
-                s2 = f_s2[f]
-                l = f_l[f]
-                n1 = f_n1[f]
-                n2 = f_n2[f]
-                w = f_w[f]
-                for a in range(3):
-                    acc = 0.0
-                    if s1 == sj:
-                        for lm in range(l * l, (l + 1) * (l + 1)):
-                            acc += dC[a, n1, lm] * ci[s2, n2, lm]
-                    if s2 == sj:
-                        for lm in range(l * l, (l + 1) * (l + 1)):
-                            acc += dC[a, n2, lm] * ci[s1, n1, lm]
-                    dp[a, f] = w * acc
+            _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp)
             js = pair_slot[k]
             for a in range(3):
                 for f in range(D):
