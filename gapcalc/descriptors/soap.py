@@ -82,7 +82,7 @@ def expansion(first, index, vectors, spec, n_species, h, values, derivs, centre,
     return c
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
     """Unnormalised power spectrum p (n_atoms, D) from c; feature f couples
     (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w."""
@@ -122,9 +122,11 @@ def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, 
                     dC[a, n, lm] = dgu * Y[lm] + gnl * dY[lm, a]
 
 
-@njit(cache=True, nogil=True)
-def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp):
-    """dp (3, D) = ∂p/∂r_ij from dC (3, n_max, L2) = ∂c^{sj}/∂r_ij and c_i.
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats, dp):
+    """dp[:, q] = ∂p_{feats[q]}/∂r_ij from dC (3, n_max, L2) = ∂c^{sj}/∂r_ij and c_i.
+
+    ``feats`` lists the features involving species sj (all others have zero gradient).
 
     ciT (L2, S·n_max) is c_i transposed so that the innermost loop runs over the
     independent (s', n') lanes (vectorisable, no floating-point dependency chain).
@@ -146,8 +148,8 @@ def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp
                     src = ciT[lm]
                     for q in range(W):
                         row[q] += d * src[q]
-    D = f_w.shape[0]
-    for f in range(D):
+    for q in range(feats.shape[0]):
+        f = feats[q]
         s1 = f_s1[f]
         s2 = f_s2[f]
         l = f_l[f]
@@ -160,12 +162,12 @@ def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp
                 acc += T[a, n1, l, s2 * n_max + n2]
             if s2 == sj:
                 acc += T[a, n2, l, s1 * n_max + n1]
-            dp[a, f] = w * acc
+            dp[a, q] = w * acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values, derivs,
-                             l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w,
+                             l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, sf_first, sf_index,
                              gfirst, pair_slot, centre_slot, normalize):
     """Forward-mode gradients of the (normalised) power spectrum.
 
@@ -206,16 +208,19 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
             _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y, dY,
                                      Q, dQ, C, S, u, dC)
             sj = spec[index[k]]
-            _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, dp)
+            feats = sf_index[sf_first[sj]:sf_first[sj + 1]]
+            _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats, dp)
             js = pair_slot[k]
+            nf = feats.shape[0]
             for a in range(3):
-                for f in range(D):
-                    grad[js, a, f] += dp[a, f]
-                    centre[a, f] -= dp[a, f]
+                for q in range(nf):
+                    f = feats[q]
+                    grad[js, a, f] += dp[a, q]
+                    centre[a, f] -= dp[a, q]
                 for b in range(3):
                     rb = vectors[k, b]
-                    for f in range(D):
-                        st[a, b, f] += dp[a, f] * rb
+                    for q in range(nf):
+                        st[a, b, feats[q]] += dp[a, q] * rb
         for a in range(3):
             for f in range(D):
                 grad[ic, a, f] += centre[a, f]
@@ -240,7 +245,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
     return grad, strain
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, derivs,
                    l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
     """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
@@ -463,6 +468,7 @@ class SOAP:
                                    self.cutoff_width, radial_basis)
         self._norm = normalisation(self.l_max)
         self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        self._species_features = _species_feature_lists(self._features, len(self.species))
 
     # -- bookkeeping -----------------------------------------------------------
     @property
@@ -521,8 +527,8 @@ class SOAP:
         gfirst, gindex, pair_slot, centre_slot = gradient_slots(env.first, env.index)
         grad, strain = power_spectrum_gradients(
             env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
-            self.l_max, self._norm, *self._features, gfirst, pair_slot, centre_slot,
-            self.normalize)
+            self.l_max, self._norm, *self._features, *self._species_features, gfirst, pair_slot,
+            centre_slot, self.normalize)
         centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
         return DescriptorGradients(np.stack([centres, gindex], axis=1), grad, strain)
 
@@ -532,6 +538,14 @@ class SOAP:
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
                               np.ascontiguousarray(dE_dp), h, values, derivs, self.l_max,
                               self._norm, *self._features, self.normalize)
+
+
+def _species_feature_lists(features, n_species):
+    """CSR (first (S+1,), index) of the features that involve each species."""
+    s1, s2 = features[0], features[1]
+    lists = [np.flatnonzero((s1 == s) | (s2 == s)) for s in range(n_species)]
+    first = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    return first, np.concatenate(lists).astype(np.int64)
 
 
 def _feature_index(n_species: int, n_max: int, l_max: int):
