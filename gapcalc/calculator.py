@@ -75,8 +75,8 @@ class GAPCalculator(Calculator):
         self.results["forces"] = res["forces"]
         if "stress" in res:
             self.results["stress"] = res["stress"]
-        if self.uncertainty or any(p in self.UNCERTAINTY for p in properties):
-            self.results.update(self.model.uncertainty(self.atoms, nl=nl))
         elif "stress" in properties:
             from ase.calculators.calculator import PropertyNotImplementedError
             raise PropertyNotImplementedError("stress needs a 3-D periodic cell")
+        if self.uncertainty or any(p in self.UNCERTAINTY for p in properties):
+            self.results.update(self.model.uncertainty(self.atoms, nl=nl))

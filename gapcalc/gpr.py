@@ -38,16 +38,22 @@ VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 class Term:
     """One additive part of the model: descriptor, kernel, sparse points, weights.
 
-    X : (M, D) sparse environments sorted by species; X_species : (M,) species index;
+    X : (M_t, D) sparse environments sorted by species; X_species : (M_t,) species index;
     offsets : (n_species+1,), the sparse points of species s are offsets[s]:offsets[s+1].
+    columns : (M_t,) the global column (index into the model's α, R, U) of each sparse
+    point; columns are numbered in order of creation, so sparse points added later
+    (on-the-fly learning) extend every matrix at the end.
     """
 
-    def __init__(self, descriptor, kernel, X, X_species, alpha=None):
+    def __init__(self, descriptor, kernel, X, X_species, alpha=None, columns=None):
+        X_species = np.asarray(X_species, dtype=np.int64)
         order = np.argsort(X_species, kind="stable")
         self.descriptor = descriptor
         self.kernel = kernel
-        self.X = np.ascontiguousarray(X[order], dtype=np.float64)
-        self.X_species = np.asarray(X_species, dtype=np.int64)[order]
+        self.X = np.ascontiguousarray(np.asarray(X)[order], dtype=np.float64)
+        self.X_species = X_species[order]
+        cols = np.arange(len(order)) if columns is None else np.asarray(columns, dtype=np.int64)
+        self.columns = cols[order]
         n_species = len(descriptor.species)
         self.offsets = np.searchsorted(self.X_species, np.arange(n_species + 1))
         self.alpha = None if alpha is None else np.asarray(alpha, dtype=np.float64)[order]
@@ -65,6 +71,7 @@ class Term:
                 yield s, rows, slice(lo, hi)
 
     def kmm(self) -> np.ndarray:
+        """K_MM of this term in its own (species-sorted) order."""
         K = np.zeros((self.M, self.M))
         for s in range(len(self.offsets) - 1):
             sl = slice(self.offsets[s], self.offsets[s + 1])
@@ -72,7 +79,7 @@ class Term:
         return K
 
     def local_kernel(self, p, spec) -> np.ndarray:
-        """k(p_i, x_m) for every atom and sparse point, zero across species: (N, M)."""
+        """k(p_i, x_m) for every atom and sparse point, zero across species: (N, M_t)."""
         K = np.zeros((len(p), self.M))
         for _, rows, sl in self.blocks(spec):
             K[rows, sl] = self.kernel(p[rows], self.X[sl])
@@ -242,10 +249,8 @@ class SparseGPR:
 
     def _set_alpha(self, alpha):
         self.alpha_ = np.asarray(alpha)
-        lo = 0
         for t in self.terms_:
-            t.alpha = self.alpha_[lo:lo + t.M]
-            lo += t.M
+            t.alpha = self.alpha_[t.columns]
 
     def _make_terms(self, species):
         soap = self.descriptor if self.descriptor is not None else SOAP(species.numbers)
@@ -358,13 +363,20 @@ class SparseGPR:
                 d = np.sqrt(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1))
                 term.kernel.theta = float(np.median(d[np.triu_indices(len(sub), 1)]) or 1.0)
             self.terms_[ti] = Term(term.descriptor, term.kernel, X, np.concatenate(Ss))
-
-    def _kmm_factor(self):
-        K = np.zeros((self.M_, self.M_))
         lo = 0
         for t in self.terms_:
-            K[lo:lo + t.M, lo:lo + t.M] = t.kmm()
+            t.columns = t.columns + lo
             lo += t.M
+
+    def kmm(self) -> np.ndarray:
+        """K_MM over every term's sparse points, in global column order (block diagonal)."""
+        K = np.zeros((self.M_, self.M_))
+        for t in self.terms_:
+            K[np.ix_(t.columns, t.columns)] = t.kmm()
+        return K
+
+    def _kmm_factor(self):
+        K = self.kmm()
         scale = np.mean(np.diag(K))
         jitter = self.jitter
         for _ in range(8):
@@ -415,9 +427,16 @@ class SparseGPR:
             g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm)
                  if forces or virial else None)
             parts.append(self._term_rows(term, ev, g, forces, virial))
-        E = np.concatenate([K.sum(axis=0) for K, _, _ in parts])
-        F = np.concatenate([p[1] for p in parts], axis=-1) if forces else None
-        V = np.concatenate([p[2] for p in parts], axis=-1) if virial else None
+        n = len(atoms)
+        E = np.zeros(self.M_)
+        F = np.zeros((n, 3, self.M_)) if forces else None
+        V = np.zeros((3, 3, self.M_)) if virial else None
+        for term, (K, Ft, Vt) in zip(self.terms_, parts):
+            E[term.columns] = K.sum(axis=0)
+            if forces:
+                F[:, :, term.columns] = Ft
+            if virial:
+                V[:, :, term.columns] = Vt
         return E, F, V
 
     def uncertainty(self, atoms, forces=True, nl=None):
@@ -450,10 +469,15 @@ class SparseGPR:
                 prior_total += float(term.kernel(P, P).sum())
             if forces:
                 prior_forces += _force_prior(term.kernel, ev.p, spec, g, n)
-        Kl = np.concatenate(K_parts, axis=1)
+        Kl = np.zeros((n, self.M_))
+        Fl = np.zeros((n, 3, self.M_)) if forces else None
+        for term, K, F in zip(self.terms_, K_parts, F_parts):
+            Kl[:, term.columns] = K
+            if forces:
+                Fl[:, :, term.columns] = F
         rows = [Kl, Kl.sum(axis=0)[None]]
         if forces:
-            rows.append(np.concatenate(F_parts, axis=-1).reshape(3 * n, -1))
+            rows.append(Fl.reshape(3 * n, -1))
         Q = np.vstack(rows).T                                          # (M, rows)
         a = solve_triangular(self.U_, Q, trans="T", check_finite=False)
         b = solve_triangular(self.R_, Q, trans="T", check_finite=False)

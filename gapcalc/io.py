@@ -124,6 +124,7 @@ def save_model(model, path, training_state=True):
         arrays[f"X_{k}"] = t.X
         arrays[f"X_species_{k}"] = t.X_species
         arrays[f"alpha_{k}"] = t.alpha
+        arrays[f"columns_{k}"] = t.columns
         terms.append({"descriptor": t.descriptor.to_dict(), "kernel": t.kernel.to_dict()})
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "gapcalc_version": __version__,
@@ -146,7 +147,8 @@ def load_model(path):
         for k, rec in enumerate(header["terms"]):
             model.terms_.append(Term(descriptor_from_dict(rec["descriptor"]),
                                      kernel_from_dict(rec["kernel"]), arrays[f"X_{k}"],
-                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"]))
+                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"],
+                                     arrays[f"columns_{k}"]))
         model.species_ = model.terms_[0].descriptor.species
         model.e0_ = {k: float(v) for k, v in header["e0"].items()}
         M = sum(t.M for t in model.terms_)
@@ -154,7 +156,9 @@ def load_model(path):
         model.U_ = unpack_upper(arrays["U"], M)
         model.triangles_ = (unpack_upper(arrays["triangles"], M + 1)
                             if "triangles" in arrays else None)
-        model.alpha_ = np.concatenate([t.alpha for t in model.terms_])
+        model.alpha_ = np.zeros(M)
+        for t in model.terms_:
+            model.alpha_[t.columns] = t.alpha
         model.training_summary_ = header.get("training", {})
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent model file ({exc})") from None

@@ -29,10 +29,8 @@ def _clone(model):
 def _scaled_U(model, deltas):
     """U with the block of term t scaled by δ⁰_t/δ_t."""
     U = model.U_.copy()
-    lo = 0
     for t, d in zip(model.terms_, deltas):
-        U[lo:lo + t.M] *= t.kernel.delta / d
-        lo += t.M
+        U[t.columns] *= t.kernel.delta / d     # K_MM is block diagonal over terms
     return U
 
 
@@ -105,8 +103,9 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         beta, R = solve_regularised(triangles, U)
         # back to the kernel with the new δ: K' = c K with c = (δ/δ⁰)², α = β/c, and the
         # triangles of the α problem are those of the β problem with columns scaled by c
-        c_cols = np.concatenate([np.full(t.M, (d / t.kernel.delta) ** 2)
-                                 for t, d in zip(m.terms_, deltas)])
+        c_cols = np.empty(m.M_)
+        for t, d in zip(m.terms_, deltas):
+            c_cols[t.columns] = (d / t.kernel.delta) ** 2
         for t, d in zip(m.terms_, deltas):
             t.kernel.delta = d
         m.delta = best["delta"]
