@@ -568,6 +568,122 @@ class SparseGPR:
         self.U_ = self._kmm_factor()
         return frames, targets, fit_idx, isolated
 
+    # ------------------------------------------------------------------ incremental
+    def update(self, frames, new_sparse=None, progress_every=60.0):
+        """Add training frames (and sparse points) to a fitted model without revisiting old data.
+
+        New rows are folded into the kept per-target QR triangles (cost O(rows · M²),
+        independent of how much data the model has seen). ``new_sparse`` — a list of
+        (term index, X (k, D), species indices (k,)) candidates, most important first —
+        extends the sparse set (see :meth:`extend_sparse`). Returns the number of
+        sparse points added.
+        """
+        self._check_fitted()
+        if getattr(self, "triangles_", None) is None:
+            raise RuntimeError("this model was saved without its training state; refit it")
+        frames = list(frames)
+        start = int(self.training_summary_.get("n_frames", 0))
+        targets = []
+        for k, at in enumerate(frames):
+            check_atoms(at, self.min_distance, where=f"frame {start + k}")
+            targets.append(read_targets(at, start + k, self._keys(), self._sigmas(),
+                                        self.config_type_sigma))
+        added = self.extend_sparse(new_sparse) if new_sparse else 0
+        acc = self._accumulate(frames, targets, range(len(frames)), progress_every=progress_every)
+        triangles = []
+        for t, T in zip(("energy", "force", "virial"), self.triangles_):
+            a = acc[t]
+            a.add_triangle(T)
+            triangles.append(a.triangle())
+        alpha, self.R_ = solve_regularised(triangles, self.U_)
+        self._set_alpha(alpha)
+        self.triangles_ = np.stack(triangles)
+        summ = self.training_summary_
+        summ["n_frames"] = start + len(frames)
+        summ["n_atoms"] = int(summ.get("n_atoms", 0) + sum(len(a) for a in frames))
+        rows = summ.setdefault("rows", {})
+        for t in ("energy", "force", "virial"):
+            rows[t] = int(rows.get(t, 0) + acc[t].n_rows)
+        summ["n_sparse"] = {t.descriptor.name: self._sparse_counts(t) for t in self.terms_}
+        summ["incremental_updates"] = int(summ.get("incremental_updates", 0)) + 1
+        return added
+
+    def extend_sparse(self, candidates, min_residual=1e-6):
+        """Append sparse points; old data see them through the old sparse set.
+
+        Each candidate x is accepted, in order, if its Nyström residual
+        k(x,x) − k_xM K_MM⁻¹ k_Mx exceeds ``min_residual`` · k(x,x) (so near-duplicates
+        are skipped). K_MM's Cholesky factor is extended in O(M²) per point. Data already
+        folded into the model cannot be re-read, so their rows in the new columns are
+        taken as their projection through the old sparse points,
+        K_N,new ≈ K_N,old K_old⁻¹ K_old,new (the projected-process view of the old data;
+        streaming sparse GPs make the same choice); the triangles are transformed
+        accordingly in O(M² k). A :meth:`refit` removes the approximation.
+        Returns the number of points added.
+        """
+        M = self.M_
+        jitter = self.jitter * float(np.mean(np.diag(self.U_.T @ self.U_))) if M else self.jitter
+        U = self.U_
+        cols_new = []          # (term index, x, species)
+        Kcols = []             # k(X_old ∪ accepted, x) columns, global order
+        for ti, X, spec in candidates:
+            term = self.terms_[ti]
+            for x, s in zip(np.atleast_2d(X), np.atleast_1d(spec)):
+                kx = np.zeros(U.shape[0])
+                same = term.X_species == s
+                kx[term.columns[same]] = term.kernel(x[None], term.X[same])[0]
+                for j, (tj, xj, sj) in enumerate(cols_new):
+                    if tj == ti and sj == s:
+                        kx[M + j] = term.kernel(x[None], xj[None])[0, 0]
+                kxx = float(term.kernel.diag(x[None])[0]) + jitter
+                b = solve_triangular(U, kx, trans="T", check_finite=False)
+                r = kxx - b @ b
+                if r <= min_residual * kxx:
+                    continue
+                U = np.block([[U, b[:, None]], [np.zeros((1, U.shape[0])), np.sqrt(r)]])
+                cols_new.append((ti, np.asarray(x, dtype=float), int(s)))
+        k = len(cols_new)
+        if not k:
+            return 0
+        # P = K_old⁻¹ K_old,new from the extended factor: U = [[U0, B], [0, C]], B = U0⁻ᵀ K_old,new
+        B = U[:M, M:]
+        P = solve_triangular(self.U_, B, check_finite=False)
+        T = self.triangles_
+        data = T[:, :, :M]
+        T = np.concatenate([data, data @ P, T[:, :, M:]], axis=2)
+        from .solver import triangularise
+        self.triangles_ = np.stack([triangularise(np.asfortranarray(Ti), M + k + 1) for Ti in T])
+        self.U_ = U
+        for ti, term in enumerate(self.terms_):
+            mine = [(M + j, x, s) for j, (tj, x, s) in enumerate(cols_new) if tj == ti]
+            if not mine:
+                continue
+            self.terms_[ti] = Term(term.descriptor, term.kernel,
+                                   np.vstack([term.X] + [x[None] for _, x, _ in mine]),
+                                   np.concatenate([term.X_species, [s for _, _, s in mine]]),
+                                   columns=np.concatenate([term.columns, [c for c, _, _ in mine]]))
+        alpha, self.R_ = solve_regularised(list(self.triangles_), self.U_)
+        self._set_alpha(alpha)
+        log.info("sparse set extended by %d points to M = %d", k, self.M_)
+        return k
+
+    def refit(self, frames, progress_every=60.0):
+        """Exact refit on ``frames`` with the current sparse points (and e0)."""
+        if not hasattr(self, "terms_"):
+            raise RuntimeError("refit needs sparse points: call fit() first")
+        frames = list(frames)
+        targets = self.read(frames)
+        self.U_ = self._kmm_factor()
+        acc = self._accumulate(frames, targets, range(len(frames)), progress_every=progress_every)
+        triangles = [acc[t].triangle() for t in ("energy", "force", "virial")]
+        alpha, self.R_ = solve_regularised(triangles, self.U_)
+        self._set_alpha(alpha)
+        self.triangles_ = np.stack(triangles)
+        self.training_summary_.update(
+            n_frames=len(frames), n_atoms=int(sum(len(a) for a in frames)),
+            rows={t: acc[t].n_rows for t in acc}, incremental_updates=0)
+        return self
+
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self):
         if not hasattr(self, "alpha_"):
