@@ -219,6 +219,72 @@ def cmd_demo(a):
            log_interval=max(1, a.steps // 5), seed=a.seed)
 
 
+def cmd_learn(a):
+    from pathlib import Path
+    from . import active
+    from .metrics import error_table, format_table
+    t0 = time.perf_counter()
+    if a.resume:
+        otf = active.resume(a.resume)
+        run_dir = Path(a.resume)
+    else:
+        from ase.build import bulk
+        from ase.io import read
+        atoms = (read(a.structure) if a.structure else bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3))
+        oracle = active.make_oracle(a.oracle)
+        run_dir = Path(a.output)
+        kw = dict(threshold=a.threshold) if a.threshold_sigma is None else dict(
+            threshold_sigma=a.threshold_sigma)
+        otf = active.learn(atoms, oracle, run_dir, oracle_spec=a.oracle,
+                           temperature=a.temperature, steps=a.steps, timestep=a.timestep,
+                           seed=a.seed, log_interval=a.log_interval,
+                           check_interval=a.check_interval, min_interval=a.min_interval,
+                           max_calls=a.max_calls, n_sparse_add=a.n_sparse_add,
+                           n_sparse_initial=a.n_sparse_initial, refit_every=a.refit_every,
+                           on_oracle_error=a.on_oracle_error, **kw)
+    wall = time.perf_counter() - t0
+    print(f"on-the-fly run: {otf.current_step()} MD steps, {otf.n_calls_} oracle calls, "
+          f"sparse set {otf.model.M_}, wall {wall:.1f} s; checkpoint in {run_dir}")
+    for h in otf.history_:
+        print(f"  call {h.get('call', '-')}: step {h['step']}, {h['reason']}, max σ_F "
+              f"{h.get('max_force_std')}, update {h.get('update_s')} s")
+    if a.validate:
+        structure = otf.frames_[0].copy()
+        frames = active.fresh_frames(structure, otf.oracle, otf.config["temperature"],
+                                     n_frames=a.validate)
+        table = error_table(otf.model, frames)
+        print(f"final model on {a.validate} fresh oracle frames at {otf.config['temperature']} K:")
+        print(format_table(table))
+        summary = {"steps": otf.current_step(), "oracle_calls": otf.n_calls_, "wall_s": wall,
+                   **{k: table["overall"][k] for k in ("energy_mae", "force_mae", "force_rmse")}}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    if a.plot:
+        _learn_plot(otf, a.plot)
+
+
+def _learn_plot(otf, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'gapcalc[plot]'") from None
+    checks = np.array(otf.checks_) if otf.checks_ else np.zeros((0, 2))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    dt = otf.config.get("timestep", 1.0) / 1000.0
+    ax.plot(checks[:, 0] * dt, checks[:, 1], lw=0.6, label="max per-atom σ_F")
+    calls = [h["step"] for h in otf.history_ if "call" in h]
+    ax.plot(np.array(calls) * dt, [otf.threshold_ev] * len(calls), "rv", label="oracle call")
+    ax.axhline(otf.threshold_ev, color="r", lw=0.5, ls="--")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("σ_F (eV/Å)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="gapcalc", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -275,6 +341,32 @@ def build_parser():
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("-o", "--output", default=None, help="trajectory (.traj)")
     m.set_defaults(func=cmd_md)
+
+    le = sub.add_parser("learn", help="on-the-fly learning MD (default: fcc Cu 108, EMT, 800 K)")
+    le.add_argument("structure", nargs="?", help="starting structure (default fcc Cu 3x3x3)")
+    le.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    le.add_argument("--oracle", default="emt", help="emt | lj | module:factory")
+    le.add_argument("--temperature", type=float, default=800.0, help="K")
+    le.add_argument("--steps", type=int, default=5000)
+    le.add_argument("--timestep", type=float, default=2.0, help="fs")
+    le.add_argument("--threshold", type=float, default=0.06,
+                    help="per-atom force std that triggers a call (eV/Å)")
+    le.add_argument("--threshold-sigma", type=float, default=None,
+                    help="trigger as a multiple of the model's σ_F instead")
+    le.add_argument("--check-interval", type=int, default=5, help="steps between σ checks")
+    le.add_argument("--min-interval", type=int, default=20, help="steps between calls")
+    le.add_argument("--max-calls", type=int, default=50)
+    le.add_argument("--n-sparse-initial", type=int, default=30)
+    le.add_argument("--n-sparse-add", type=int, default=10)
+    le.add_argument("--refit-every", type=int, default=0)
+    le.add_argument("--on-oracle-error", default="skip", choices=["skip", "stop"])
+    le.add_argument("--log-interval", type=int, default=250)
+    le.add_argument("--seed", type=int, default=0)
+    le.add_argument("--validate", type=int, default=50,
+                    help="fresh oracle frames for the final error (0 = skip)")
+    le.add_argument("--plot", help="uncertainty/oracle-call plot PNG (needs matplotlib)")
+    le.add_argument("-o", "--output", default="otf_run", help="run folder")
+    le.set_defaults(func=cmd_learn)
 
     d = sub.add_parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
     d.add_argument("--frames", type=int, default=40)
