@@ -64,9 +64,15 @@ class GAPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         md = self.model.min_distance if self.min_distance is None else self.min_distance
-        from .targets import check_atoms
-        check_atoms(self.atoms, md)
+        from .targets import FrameError, check_atoms
+        check_atoms(self.atoms, 0.0)          # finite positions and cell, sane cell
         nl = self._neighbors(self.atoms)
+        if md > 0 and len(nl.distances) and nl.distances.min() < md:
+            k = int(np.argmin(nl.distances))
+            i = int(np.searchsorted(nl.first, k, side="right") - 1)
+            raise FrameError(f"structure: atoms {i} and {int(nl.index[k])} are "
+                             f"{nl.distances[k]:.3f} Å apart, closer than the minimum "
+                             f"distance {md} Å")
         want_stress = "stress" in properties or self.atoms.pbc.all()
         res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl)
         self.results["energy"] = res["energy"]
