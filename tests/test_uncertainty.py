@@ -87,3 +87,21 @@ def test_calculator_uncertainty_properties(cu_model, cu_frames):
     at.get_potential_energy()
     np.testing.assert_allclose(calc2.results["forces_std"], fs)
     assert {"energy_std", "energies_std", "forces_std"} <= set(calc2.implemented_properties)
+
+
+def test_resampling_committee(cu_frames):
+    from gapcalc.committee import resampling_committee
+    desc = SOAP(["Cu"], cutoff=4.0, n_max=4, l_max=3, atom_sigma=0.5)
+    com = resampling_committee(SparseGPR(desc, n_sparse=40), cu_frames[:16], n_members=6,
+                               n_chunks=8, seed=1)
+    at = cu_frames[33]
+    res = com.predict(at)
+    assert res["forces_std"].shape == (len(at), 3) and np.all(res["forces_std"] > 0)
+    # each member is an exact solve from its chunks' triangles: member 0 by hand
+    base = com.model.evaluate(at)["forces"]
+    assert np.abs(res["forces"] - base).max() < 0.2
+    scale = com.calibrate(cu_frames[30:33])
+    assert scale > 0
+    z = (com.predict(cu_frames[30])["forces"] - cu_frames[30].get_forces()) / \
+        com.predict(cu_frames[30])["forces_std"]
+    assert 0.3 < z.std() < 3.0
