@@ -404,6 +404,22 @@ def learn(atoms, oracle, run_dir, model=None, oracle_spec=None, temperature=800.
 
 
 def _run(otf, dyn, atoms, steps, log_interval):
+    handler = None
+    if otf.run_dir is not None:   # the run's own log file, next to its checkpoint
+        handler = logging.FileHandler(otf.run_dir / "learn.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger("gapcalc").addHandler(handler)
+        if logging.getLogger("gapcalc").getEffectiveLevel() > logging.INFO:
+            logging.getLogger("gapcalc").setLevel(logging.INFO)
+    try:
+        return _run_dynamics(otf, dyn, atoms, steps, log_interval)
+    finally:
+        if handler is not None:
+            logging.getLogger("gapcalc").removeHandler(handler)
+            handler.close()
+
+
+def _run_dynamics(otf, dyn, atoms, steps, log_interval):
     n = len(atoms)
     t0 = time.perf_counter()
     marks = {"t": t0, "step": dyn.nsteps}
