@@ -144,11 +144,15 @@ def load_model(path):
     try:
         model = SparseGPR.from_params(header["params"])
         model.terms_ = []
+        lo = 0
         for k, rec in enumerate(header["terms"]):
+            X = arrays[f"X_{k}"]
+            # files written before sparse sets could grow number the columns term by term
+            cols = arrays.get(f"columns_{k}", np.arange(lo, lo + len(X)))
+            lo += len(X)
             model.terms_.append(Term(descriptor_from_dict(rec["descriptor"]),
-                                     kernel_from_dict(rec["kernel"]), arrays[f"X_{k}"],
-                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"],
-                                     arrays[f"columns_{k}"]))
+                                     kernel_from_dict(rec["kernel"]), X,
+                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"], cols))
         model.species_ = model.terms_[0].descriptor.species
         model.e0_ = {k: float(v) for k, v in header["e0"].items()}
         M = sum(t.M for t in model.terms_)
