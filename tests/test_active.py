@@ -115,3 +115,14 @@ def test_kill_9_and_resume(tmp_path):
     steps = [f.info["otf_step"] for f in after]
     assert len(set(steps)) == len(steps)   # no call repeated
     assert json.loads((run / "state.json").read_text())["step"] == 400
+
+
+def test_active_learning_example(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parent.parent / "md_examples" / "active_learning.py"
+    spec = importlib.util.spec_from_file_location("active_learning_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--steps", "20", "--no-validate", "--run-dir", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "model.npz").exists()
