@@ -353,7 +353,7 @@ def build_parser():
                     help="per-atom force std that triggers a call (eV/Å)")
     le.add_argument("--threshold-sigma", type=float, default=None,
                     help="trigger as a multiple of the model's σ_F instead")
-    le.add_argument("--check-interval", type=int, default=5, help="steps between σ checks")
+    le.add_argument("--check-interval", type=int, default=10, help="steps between σ checks")
     le.add_argument("--min-interval", type=int, default=50, help="steps between calls")
     le.add_argument("--max-calls", type=int, default=50)
     le.add_argument("--n-sparse-initial", type=int, default=50)
