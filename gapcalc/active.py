@@ -7,7 +7,9 @@
 
     σ_F(j) = sqrt((σ²_jx + σ²_jy + σ²_jz)/3)        (eV/Å, RMS over components)
 
-exceeds ``threshold`` (eV/Å; or ``threshold_sigma`` × the model's σ_F), it calls the
+times the running calibration factor (measured actual/predicted error at previous
+calls, :attr:`OnTheFly.calibration`) exceeds ``threshold`` (eV/Å; or
+``threshold_sigma`` × the model's σ_F), it calls the
 oracle on the frame, adds its energy, forces and stress to the model, adds the most
 uncertain environments of that frame as new sparse points, updates the model
 incrementally (:meth:`SparseGPR.update`: cost independent of the data seen so far) and
@@ -104,7 +106,7 @@ class OnTheFly(Calculator):
                  run_dir=None, check_interval=1, min_interval=1, max_calls=100,
                  n_sparse_initial=30, n_sparse_add=10, max_sparse_per_species=None,
                  refit_every=0, on_oracle_error="skip", checkpoint_interval=500, skin=0.5,
-                 **kwargs):
+                 calibrate=True, calibration_window=3, **kwargs):
         super().__init__(**kwargs)
         if (threshold is None) == (threshold_sigma is None):
             raise ValueError("give exactly one of threshold (eV/Å) or threshold_sigma")
@@ -127,6 +129,8 @@ class OnTheFly(Calculator):
         self.on_oracle_error = on_oracle_error
         self.checkpoint_interval = int(checkpoint_interval)
         self.skin = skin
+        self.calibrate = bool(calibrate)
+        self.calibration_window = int(calibration_window)
         self.frames_: list = []
         self.step_ = 0
         self.n_calls_ = 0
@@ -148,6 +152,22 @@ class OnTheFly(Calculator):
         if self.threshold is not None:
             return float(self.threshold)
         return float(self.threshold_sigma) * float(self.model.sigma_force)
+
+    @property
+    def calibration(self) -> float:
+        """Factor applied to the posterior σ_F before comparing with the threshold.
+
+        Every uncertain oracle call measures, before the model learns the frame, the
+        ratio of the actual force RMSE to the predicted RMS σ_F on that frame; the factor
+        is the geometric mean of the last ``calibration_window`` ratios (1 when
+        ``calibrate`` is off or before the second call). This keeps the trigger honest
+        when the GP prior (δ) is mis-scaled for the system.
+        """
+        if not self.calibrate:
+            return 1.0
+        r = [h["calibration_ratio"] for h in self.history_ if h.get("calibration_ratio")]
+        r = r[-self.calibration_window:]
+        return float(np.exp(np.mean(np.log(r)))) if r else 1.0
 
     @property
     def fitted(self) -> bool:
@@ -189,7 +209,7 @@ class OnTheFly(Calculator):
             unc = self.model.uncertainty(self.atoms, nl=gap._neighbors(self.atoms))
             res.update(unc)
             per_atom = np.sqrt(np.mean(unc["forces_std"] ** 2, axis=1))
-            max_std = float(per_atom.max())
+            max_std = self.calibration * float(per_atom.max())
             self.checks_.append([step, max_std])
             if (max_std > self.threshold_ev and self.n_calls_ < self.max_calls
                     and step - self.last_call_step_ >= self.min_interval):
@@ -232,6 +252,10 @@ class OnTheFly(Calculator):
             err = predicted["forces"] - ref_f
             entry["force_mae_vs_oracle"] = round(float(np.mean(np.abs(err))), 6)
             entry["force_maxerr_vs_oracle"] = round(float(np.abs(err).max()), 6)
+            if "forces_std" in predicted:
+                rms_std = float(np.sqrt(np.mean(predicted["forces_std"] ** 2)))
+                entry["calibration_ratio"] = round(float(np.sqrt(np.mean(err ** 2)))
+                                                   / max(rms_std, 1e-12), 6)
         self.history_.append(entry)
         log.info("oracle call %d at step %d (%s): max σ_F %s eV/Å, |F−F_ref| MAE %s max %s, "
                  "sparse %d (+%d), oracle %.3f s, update %.3f s", self.n_calls_, step, reason,
@@ -313,6 +337,8 @@ class OnTheFly(Calculator):
                 "n_sparse_initial": self.n_sparse_initial, "n_sparse_add": self.n_sparse_add,
                 "max_sparse_per_species": self.max_sparse_per_species,
                 "refit_every": self.refit_every, "on_oracle_error": self.on_oracle_error,
+                "calibrate": self.calibrate, "calibration_window": self.calibration_window,
+                "calibration": self.calibration,
                 "checkpoint_interval": self.checkpoint_interval,
                 "rng_state": _jsonable(rng_state), "history": self.history_,
                 "checks": self.checks_, "config": self.config,
@@ -383,10 +409,11 @@ def _langevin(atoms, temperature, timestep, friction, seed):
 
 
 def learn(atoms, oracle, run_dir, model=None, oracle_spec=None, temperature=800.0, steps=5000,
-          timestep=2.0, friction=0.01, seed=0, log_interval=250, **otf_kwargs):
+          timestep=2.0, friction=0.01, seed=0, log_interval=250, rattle=0.05, **otf_kwargs):
     """Langevin MD with on-the-fly learning; returns the OnTheFly object.
 
-    temperature : K.  timestep : fs.  friction : 1/fs.  ``oracle_spec`` (e.g. "emt")
+    temperature : K.  timestep : fs.  friction : 1/fs.  rattle : Å, random displacement of
+    the starting structure.  ``oracle_spec`` (e.g. "emt")
     is recorded so that :func:`resume` can rebuild the oracle by itself.
     """
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -398,6 +425,8 @@ def learn(atoms, oracle, run_dir, model=None, oracle_spec=None, temperature=800.
     otf.config = {"oracle": oracle_spec, "temperature": temperature, "steps": steps,
                   "timestep": timestep, "friction": friction, "seed": seed,
                   "log_interval": log_interval}
+    if rattle:   # a perfect lattice is a poor first datum (all forces zero)
+        atoms.rattle(rattle, seed=seed + 2)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
                                  rng=np.random.default_rng(seed + 1))
     Stationary(atoms)
@@ -480,7 +509,8 @@ def resume(run_dir, oracle=None, steps=None):
     kwargs = {k: state[k] for k in ("threshold", "threshold_sigma", "check_interval",
                                     "min_interval", "max_calls", "n_sparse_initial",
                                     "n_sparse_add", "max_sparse_per_species", "refit_every",
-                                    "on_oracle_error", "checkpoint_interval")}
+                                    "on_oracle_error", "checkpoint_interval", "calibrate",
+                                    "calibration_window") if k in state}
     otf = OnTheFly(model, oracle, run_dir=run_dir, **kwargs)
     otf.frames_ = frames
     otf.n_calls_ = max(int(state["calls"]), len(frames))

@@ -349,13 +349,13 @@ def build_parser():
     le.add_argument("--temperature", type=float, default=800.0, help="K")
     le.add_argument("--steps", type=int, default=5000)
     le.add_argument("--timestep", type=float, default=2.0, help="fs")
-    le.add_argument("--threshold", type=float, default=0.03,
+    le.add_argument("--threshold", type=float, default=0.035,
                     help="per-atom force std that triggers a call (eV/Å)")
     le.add_argument("--threshold-sigma", type=float, default=None,
                     help="trigger as a multiple of the model's σ_F instead")
     le.add_argument("--check-interval", type=int, default=10, help="steps between σ checks")
-    le.add_argument("--min-interval", type=int, default=50, help="steps between calls")
-    le.add_argument("--max-calls", type=int, default=50)
+    le.add_argument("--min-interval", type=int, default=40, help="steps between calls")
+    le.add_argument("--max-calls", type=int, default=10)
     le.add_argument("--n-sparse-initial", type=int, default=50)
     le.add_argument("--n-sparse-add", type=int, default=25)
     le.add_argument("--refit-every", type=int, default=0)
