@@ -10,7 +10,14 @@ from pathlib import Path
 
 
 def _folder():
-    return resources.files("gapcalc.shipped")
+    """The installed ``gapcalc.shipped`` package, else the checkout's ``potentials/``.
+
+    (Running from a clone puts its ``gapcalc/`` first on sys.path, where the mapped
+    subpackage does not exist, so fall back to the folder beside it.)"""
+    try:
+        return resources.files("gapcalc.shipped")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "potentials"
 
 
 def available() -> list[str]:
