@@ -20,11 +20,20 @@ Reference: the DFT (PBE) lattice constant of the training data is 5.469 Å at 0 
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import time
+import os
 
-import numpy as np
+# The model's dense algebra is small (atoms × sparse points); on a shared or busy machine
+# several BLAS threads per process fight Numba's threads and slow MD down 2-3×. One BLAS
+# thread is never slower here. Must be set before NumPy is imported; export
+# OPENBLAS_NUM_THREADS yourself to override.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 EV_A3_TO_GPA = 160.21766208
 A_DFT = 5.46875   # Å, si_mlearn "Ground state crystal" (2x2x2 cell 10.9375 Å, stress 0)

@@ -39,7 +39,10 @@ def test_water_nvt_then_rdf(tmp_path, capsys):
     assert np.isfinite(res["atoms"].get_forces()).all()
     import ase.io
     assert len(ase.io.read(traj, ":")) == 4          # steps 0, 2, 4, 6
-    out = example("water_rdf").main([str(traj), "--table", str(tmp_path / "rdf.txt")])
+    ref = tmp_path / "dft.xyz"                  # 20 DFT frames keep the test quick
+    ase.io.write(ref, ase.io.read(REPO / "benchmarks/data/water_dpmd/water_dpmd.xyz", ":20"))
+    out = example("water_rdf").main([str(traj), "--data", str(ref),
+                                     "--table", str(tmp_path / "rdf.txt")])
     feats = out["features"]
     # covalent O-H bond and O-O first shell, in MD and in the DFT frames
     for name in ("MD", "DFT"):
