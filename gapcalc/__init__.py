@@ -1,7 +1,7 @@
 """gapcalc: sparse-GPR SOAP interatomic potentials (GAP) in Python + Numba, as an ASE calculator."""
 __version__ = "0.1.0"
 
-from .descriptors import SOAP, TwoBody  # noqa: E402
+from .descriptors import SOAP, PairDistance, TwoBody  # noqa: E402
 from .gpr import SparseGPR  # noqa: E402
 from .calculator import GAPCalculator  # noqa: E402
 
@@ -19,4 +19,4 @@ def load(name_or_path, **calc_kwargs):
     return GAPCalculator(load_model_file(resolve(name_or_path)), **calc_kwargs)
 
 
-__all__ = ["SOAP", "TwoBody", "SparseGPR", "GAPCalculator", "load", "load_model_file"]
+__all__ = ["SOAP", "PairDistance", "TwoBody", "SparseGPR", "GAPCalculator", "load", "load_model_file"]

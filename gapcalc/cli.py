@@ -49,8 +49,13 @@ def _model_args(p):
     g.add_argument("--sigma-virial", type=float, default=0.1, help="eV/atom")
     g.add_argument("--e0", default="average",
                    help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
-    g.add_argument("--two-body", action="store_true", help="add a 2-body radial term")
-    g.add_argument("--delta-2b", type=float, default=0.5)
+    g.add_argument("--two-body", nargs="?", const="distance", default=None,
+                   choices=["distance", "radial"],
+                   help="add a 2-body term: 'distance' (default; gap_fit's distance_2b pair "
+                        "kernel) or 'radial' (radial spectrum, squared-exponential kernel)")
+    g.add_argument("--delta-2b", type=float, default=0.5, help="2-body kernel scale (eV)")
+    g.add_argument("--theta-2b", type=float, default=None,
+                   help="2-body length scale: Å for 'distance' (default 1.0)")
     g.add_argument("--n-sparse-2b", type=int, default=50)
     g.add_argument("--energy-key", default="energy")
     g.add_argument("--force-key", default="forces")
@@ -75,7 +80,7 @@ def _model_from_args(a, frames):
     return SparseGPR(desc, zeta=a.zeta, delta=a.delta, n_sparse=a.n_sparse,
                      sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
                      sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
-                     two_body=True if a.two_body else None, delta_2b=a.delta_2b,
+                     two_body=a.two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,
                      n_sparse_2b=a.n_sparse_2b, energy_key=a.energy_key,
                      force_key=a.force_key, virial_key=a.virial_key, stress_key=a.stress_key,
                      config_type_sigma=json.loads(a.config_type_sigma)

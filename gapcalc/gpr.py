@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import cholesky, solve_triangular
 
-from .descriptors import SOAP, TwoBody, SpeciesMap, descriptor_from_dict
+from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
 from .descriptors.soap import Environment
 from .kernels import DotProduct, SquaredExponential, kernel_from_dict
 from .neighbors import neighbor_list
@@ -33,6 +33,8 @@ from .targets import FrameError, TargetKeys, check_atoms, read_targets
 log = logging.getLogger(__name__)
 
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+_VOIGT_A = np.array([a for a, _ in VOIGT])
+_VOIGT_B = np.array([b for _, b in VOIGT])
 
 
 class Term:
@@ -134,10 +136,14 @@ class SparseGPR:
     sigma_energy (eV/atom, ×√N), sigma_force (eV/Å), sigma_virial (eV/atom, ×√N): noise.
     e0 : "average" (mean energy per atom, all species), "lstsq" (least-squares fit on
         composition), "isolated" (from one-atom frames), a number, or {symbol: eV}.
-    two_body : None, True, or a TwoBody descriptor: adds a 2-body term with a
-        squared-exponential kernel of variance delta_2b² (eV²) and length theta_2b
-        (feature units; None = median distance between candidate environments).
-    n_sparse_2b : sparse points per species of the 2-body term.
+    two_body : adds a 2-body term of prior variance delta_2b² (eV²). True or "distance"
+        (or a :class:`~gapcalc.descriptors.PairDistance`): gap_fit's ``distance_2b``, a
+        pair potential with covariance δ² f_c f_c' exp(-(r−r')²/2θ²), θ = theta_2b Å
+        (default 1). "radial" (or a :class:`~gapcalc.descriptors.TwoBody`): the ν = 1
+        radial spectrum with a squared-exponential kernel of length theta_2b (feature
+        units; None = median distance between candidate environments).
+    n_sparse_2b : sparse points per species of the 2-body term (at most its feature
+        count for the linear pair kernel).
     config_type_sigma : {config_type: {"energy": σ_E, "force": σ_F, "virial": σ_V}}.
     energy_key, force_key, virial_key, stress_key : where targets are read.
     jitter : relative diagonal added to K_MM.  block_rows : rows per QR fold.
@@ -259,16 +265,24 @@ class SparseGPR:
         terms = [Term(soap, DotProduct(self.zeta, self.delta), np.zeros((0, soap.n_features)),
                       np.zeros(0, dtype=np.int64))]
         tb = self.two_body
-        if tb is True:
+        if tb is True or tb == "distance":
+            tb = PairDistance(soap.species.numbers, cutoff=soap.cutoff,
+                              theta=self.theta_2b or 1.0, cutoff_width=soap.cutoff_width)
+        elif tb == "radial":
             tb = TwoBody(soap.species.numbers, cutoff=soap.cutoff, n_max=soap.n_max,
                          atom_sigma=soap.atom_sigma, cutoff_width=soap.cutoff_width)
-        if tb:
+        if tb is not None and tb is not False:
             if not isinstance(tb, TwoBody):
-                raise TypeError("two_body must be None, True or a TwoBody descriptor")
+                raise TypeError("two_body must be None, True, 'distance', 'radial', or a "
+                                "PairDistance / TwoBody descriptor")
             if list(tb.species.numbers) != list(soap.species.numbers):
                 raise ValueError("two_body and descriptor must have the same species")
-            terms.append(Term(tb, SquaredExponential(self.theta_2b or 1.0, self.delta_2b),
-                              np.zeros((0, tb.n_features)), np.zeros(0, dtype=np.int64)))
+            if isinstance(tb, PairDistance):   # gap_fit distance_2b: linear in pair features
+                kernel = DotProduct(1, self.delta_2b)
+            else:
+                kernel = SquaredExponential(self.theta_2b or 1.0, self.delta_2b)
+            terms.append(Term(tb, kernel, np.zeros((0, tb.n_features)),
+                              np.zeros(0, dtype=np.int64)))
         return terms
 
     def _fit_e0(self, frames, targets, isolated, species):
@@ -349,6 +363,8 @@ class SparseGPR:
                 if isinstance(n_want, dict):
                     n_want = n_want.get(sym, n_want.get(str(self.species_.numbers[s]), 0))
                 n_want = min(int(n_want), len(P))
+                if isinstance(term.kernel, DotProduct) and term.kernel.zeta == 1:
+                    n_want = min(n_want, P.shape[1])   # a linear kernel has rank <= D
                 if n_want <= 0:
                     continue
                 idx = select(P, n_want, self.sparse_method, seed=self.seed + s)
@@ -536,12 +552,15 @@ class SparseGPR:
                     acc["eval_force"].add(Fr, fy)
                 n_rows += len(fy)
             if V is not None:
-                acc["virial"].add(V.reshape(9, M) / tg.sigma_virial,
-                                  tg.virial.ravel() / tg.sigma_virial)
+                # the 6 independent components (as gap_fit): a symmetric virial's
+                # off-diagonal entries must not count twice
+                Vr = V[_VOIGT_A, _VOIGT_B]
+                vy = tg.virial[_VOIGT_A, _VOIGT_B]
+                acc["virial"].add(Vr / tg.sigma_virial, vy / tg.sigma_virial)
                 if evaluation:
                     vol = at.get_volume()
-                    acc["eval_virial"].add(V.reshape(9, M) / vol, tg.virial.ravel() / vol)
-                n_rows += 9
+                    acc["eval_virial"].add(Vr / vol, vy / vol)
+                n_rows += 6
             now = time.perf_counter()
             if now - last > progress_every or count == len(indices):
                 log.info("design rows: %d/%d frames, %d rows, %.1f s", count, len(indices),

@@ -66,6 +66,10 @@ class DotProduct:
 
     def energy_and_gradient(self, P, X, alpha):
         """ε (N,) and w = ∂ε/∂P (N, D) for weights alpha (M,)."""
+        if self.zeta == 1:
+            # linear: ε = δ² p·w with w = Σ_m α_m x_m (no round-off from large, cancelling α)
+            w = self.delta ** 2 * (X.T @ alpha)
+            return P @ w, np.broadcast_to(w, P.shape).copy()
         if self.zeta == 2:
             # quadratic form: ε = δ² pᵀ (Σ_m α_m x_m x_mᵀ) p, cost D² per atom instead of M·D
             A = (X.T * alpha) @ X
@@ -112,19 +116,19 @@ class SquaredExponential:
         return out
 
     def contract_gradients(self, P, X, G, centres):
-        # ∂k/∂p = -k (p - x)/θ²
+        # ∂k/∂p = -k (p - x)/θ², so G·∂k/∂p = k (G·x − G·p)/θ²
         K = self(P, X)
         n, A, D = G.shape
         GX = (G.reshape(n * A, D) @ X.T).reshape(n, A, -1)
         GP = np.einsum("rad,rd->ra", G, P[centres])
-        GX = -(GX - GP[:, :, None]) * (K[centres][:, None, :] / self.theta ** 2)
+        GX = (GX - GP[:, :, None]) * (K[centres][:, None, :] / self.theta ** 2)
         return GX
 
     def energy_and_gradient(self, P, X, alpha):
         K = self(P, X)
         Ka = K * alpha
         eps = Ka.sum(axis=1)
-        w = -(Ka @ X - eps[:, None] * P) / self.theta ** 2
+        w = (Ka @ X - eps[:, None] * P) / self.theta ** 2      # Σ_m α_m ∂k(p, x_m)/∂p
         return eps, w
 
 

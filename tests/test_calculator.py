@@ -1,5 +1,6 @@
 """GAPCalculator: finite differences, sums, MD energy conservation, ASE integration."""
 import numpy as np
+import pytest
 from ase import units
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.filters import FrechetCellFilter
@@ -26,11 +27,13 @@ def fd_stress(atoms, h=3e-5):
     return calculate_numerical_stress(atoms, h)
 
 
-def test_forces_and_stress_finite_difference(cu_frames):
+@pytest.mark.parametrize("two_body", [None, "distance", "radial"])
+def test_forces_and_stress_finite_difference(cu_frames, two_body):
     # a compact model: weights of ~1e2 rather than ~1e4 keep the energy's round-off
     # (~Σ|α| ε_machine) well below what a 1e-6 relative finite-difference check resolves
     model = SparseGPR(SOAP(["Cu"], **SOAP_SMALL), n_sparse=40, sigma_energy=0.002,
-                      sigma_force=0.05, sigma_virial=0.05).fit(cu_frames[:10])
+                      sigma_force=0.05, sigma_virial=0.05, two_body=two_body,
+                      n_sparse_2b=15).fit(cu_frames[:10])
     at = cu_frames[33].copy()
     at.calc = GAPCalculator(model)
     F = at.get_forces()

@@ -32,11 +32,12 @@ def test_streaming_qr_equals_dense_solve(cu_frames):
     for at in frames:
         E, F, V = model.design_rows(at)
         n = len(at)
-        rows += [E[None], F.reshape(-1, model.M_), V.reshape(9, -1)]
+        voigt = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])   # the 6 independent virials
+        rows += [E[None], F.reshape(-1, model.M_), V[voigt]]
         e0 = model.e0_["Cu"] * n
         ys += [[at.get_potential_energy() - e0], at.get_forces().ravel(),
-               (-at.get_stress(voigt=False) * at.get_volume()).ravel()]
-        sig += [[0.002 * np.sqrt(n)], np.full(3 * n, 0.05), np.full(9, 0.05 * np.sqrt(n))]
+               (-at.get_stress(voigt=False) * at.get_volume())[voigt]]
+        sig += [[0.002 * np.sqrt(n)], np.full(3 * n, 0.05), np.full(6, 0.05 * np.sqrt(n))]
     K = np.vstack(rows)
     y = np.concatenate(ys)
     w = 1 / np.concatenate(sig) ** 2
@@ -82,11 +83,14 @@ def test_virial_rows_follow_gap_fit_convention(cu_model, cu_frames):
     assert abs(E @ cu_model.alpha_ + e0 - res["energy"]) < 1e-9
 
 
-def test_two_body_term_and_gradients(cu_frames):
+@pytest.mark.parametrize("two_body", ["distance", "radial"])
+def test_two_body_term_and_gradients(cu_frames, two_body):
     desc = SOAP(["Cu"], **SOAP_SMALL)
-    model = SparseGPR(desc, n_sparse=60, two_body=True, n_sparse_2b=15,
+    model = SparseGPR(desc, n_sparse=60, two_body=two_body, n_sparse_2b=15,
                       sigma_force=0.05).fit(cu_frames[:10])
-    assert len(model.terms_) == 2 and model.terms_[1].kernel.theta > 0
+    assert len(model.terms_) == 2
+    kernel = model.terms_[1].kernel
+    assert kernel.zeta == 1 if two_body == "distance" else kernel.theta > 0
     at = cu_frames[20]
     E, F, V = model.design_rows(at)
     res = model.evaluate(at)
