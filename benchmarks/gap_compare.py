@@ -19,7 +19,9 @@ What is measured
     Shared hyper-parameters: SOAP cutoff 5.0, transition 0.5, n_max 8, l_max 6,
     atom_sigma 0.5, dot-product kernel zeta 4, delta 1.0, n_sparse 1000 CUR
     (500 for cu); sigmas 0.002 eV/atom, 0.1 eV/A, 0.1 eV/atom (virial); e0 average;
-    2-body: cutoff 5.0, squared-exponential, delta 0.5, theta 1.0 A, 20 uniform sparse points.
+    2-body: cutoff 5.0, squared-exponential pair kernel, delta 0.5, theta 1.0 A, 20 sparse
+    points (gap_fit: uniform in distance; gapcalc: its "distance" term, CUR, at most its
+    27 Gaussian pair features).
 
     Every fit runs in its own subprocess with all thread counts set to 1:
       * gap_fit: ``gap_fit`` is run as a child of a small Python worker; CPU time and peak
@@ -185,9 +187,9 @@ def make_gapcalc_model(variant: str, n_sparse: int, species):
     from gapcalc.descriptors import SOAP as GSOAP
     kw = {}
     if variant == "soap2b":
-        # theta_2b=None: gapcalc's own length-scale heuristic (its 2-body features are a
-        # radial spectrum, not a distance, so gap_fit's theta=1 A has no direct equivalent)
-        kw = dict(two_body=True, delta_2b=TWO_BODY["delta"], theta_2b=None,
+        # gapcalc's "distance" 2-body term is gap_fit's distance_2b pair kernel
+        # δ² f_c f_c' exp(-(r-r')²/2θ²) (a linear model on Gaussian pair features)
+        kw = dict(two_body="distance", delta_2b=TWO_BODY["delta"], theta_2b=TWO_BODY["theta"],
                   n_sparse_2b=TWO_BODY["n_sparse"])
     return SparseGPR(descriptor=GSOAP(species=species, **SOAP), zeta=ZETA, delta=DELTA,
                      n_sparse=n_sparse, sparse_method="cur", sigma_energy=SIGMAS[0],

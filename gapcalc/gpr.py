@@ -440,7 +440,7 @@ class SparseGPR:
         parts = []
         for term in self.terms_:
             ev = _describe(term, atoms, nl)
-            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm)
+            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=virial)
                  if forces or virial else None)
             parts.append(self._term_rows(term, ev, g, forces, virial))
         n = len(atoms)
@@ -474,7 +474,8 @@ class SparseGPR:
         K_parts, F_parts = [], []
         for term in self.terms_:
             ev = _describe(term, atoms, nl)
-            g = term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm) if forces else None
+            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=False)
+                 if forces else None)
             K, F, _ = self._term_rows(term, ev, g, forces, False)
             K_parts.append(K)
             F_parts.append(F)

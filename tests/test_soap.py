@@ -257,3 +257,37 @@ def test_backward_matches_forward():
         np.testing.assert_allclose(dE_dr2, dE_dr, atol=1e-10 * np.abs(dE_dr).max())
         strain = np.einsum("iabd,id->ab", grads.strain, w)
         np.testing.assert_allclose(t.T @ env.vectors, strain, atol=1e-10 * np.abs(strain).max())
+
+
+def test_batch_of_structures_equals_one_by_one():
+    """compute(list) runs the kernels once for all structures, with identical results."""
+    frames = [ethanol() for _ in range(3)]
+    for k, at in enumerate(frames):
+        at.rattle(0.05, seed=k)
+    frames += [si_bulk(), small_cell()]
+    species = ["H", "C", "O", "Si", "Cu", "Au"]
+    for desc in (SOAP(species, **SMALL), TwoBody(species, cutoff=4.0, n_max=5)):
+        X, g = desc.compute(frames, gradients=True)
+        off = np.cumsum([0] + [len(a) for a in frames])
+        for k, at in enumerate(frames):
+            Xk, gk = desc.compute(at, gradients=True)
+            np.testing.assert_allclose(X[off[k]:off[k + 1]], Xk, atol=1e-14)
+            sel = (g.pairs[:, 0] >= off[k]) & (g.pairs[:, 0] < off[k + 1])
+            np.testing.assert_array_equal(g.pairs[sel] - off[k], gk.pairs)
+            np.testing.assert_allclose(g.values[sel], gk.values, atol=1e-14)
+            np.testing.assert_allclose(g.strain[off[k]:off[k + 1]], gk.strain, atol=1e-14)
+    with pytest.raises(ValueError, match="structure 1"):
+        bad = ethanol()
+        bad.positions[0, 0] = np.nan
+        SOAP(species, **SMALL).compute([ethanol(), bad])
+
+
+def test_position_gradients_without_strain():
+    at = triclinic()
+    for desc in (SOAP(["H", "C", "O"], **SMALL), TwoBody(["H", "C", "O"], cutoff=4.0)):
+        X, g = desc.compute(at, gradients=True)
+        X2, g2 = desc.compute(at, gradients=True, strain=False)
+        assert g2.strain is None
+        np.testing.assert_array_equal(X2, X)
+        np.testing.assert_array_equal(g2.pairs, g.pairs)
+        np.testing.assert_allclose(g2.values, g.values, rtol=0, atol=1e-15)

@@ -168,22 +168,34 @@ def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, fe
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values, derivs,
                              l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, sf_first, sf_index,
-                             gfirst, pair_slot, centre_slot, normalize):
+                             gfirst, pair_slot, centre_slot, normalize, with_strain=True):
     """Forward-mode gradients of the (normalised) power spectrum.
 
     Returns ``grad`` (n_gpairs, 3, D) with grad[s] = ∂p̂_i/∂r_j for slot s of the
     centre i (slots gfirst[i]:gfirst[i+1], one per distinct atom j, images summed,
     including j = i at centre_slot[i]), and ``strain`` (n_atoms, 3, 3, D) =
-    ∂p̂_i/∂ε_ab. ``pair_slot[k]`` is the slot of neighbour-list entry k.
+    ∂p̂_i/∂ε_ab (shape (0, 3, 3, D) when ``with_strain`` is False: position gradients
+    only, which saves a third of the work). ``pair_slot[k]`` is the slot of
+    neighbour-list entry k.
+
+    The output is large (slots × 3 × D doubles) and memory traffic, not arithmetic,
+    bounds this kernel for many-species spectra: every centre accumulates and
+    normalises its slots in a small per-thread buffer and writes each output element
+    exactly once (``grad`` is never zero-filled or re-read).
     """
     n_atoms = first.shape[0] - 1
     n_max = values.shape[1]
     n_species = c.shape[1]
     L2 = (l_max + 1) * (l_max + 1)
     D = f_w.shape[0]
-    grad = np.zeros((gfirst[n_atoms], 3, D))
-    strain = np.zeros((n_atoms, 3, 3, D))
-    for i in prange(n_atoms):
+    grad = np.empty((gfirst[n_atoms], 3, D))
+    strain = np.empty((n_atoms if with_strain else 0, 3, 3, D))
+    max_slots = 1
+    for i in range(n_atoms):
+        max_slots = max(max_slots, gfirst[i + 1] - gfirst[i])
+    chunk = 8
+    n_chunks = (n_atoms + chunk - 1) // chunk
+    for ch in prange(n_chunks):
         Y = np.empty(L2)
         dY = np.empty((L2, 3))
         Q = np.empty((l_max + 1, l_max + 1))
@@ -196,52 +208,64 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
         dC = np.empty((3, n_max, L2))
         T = np.empty((3, n_max, l_max + 1, n_species * n_max))
         dp = np.empty((3, D))
-        centre = np.zeros((3, D))
-        st = np.zeros((3, 3, D))
+        loc = np.empty((max_slots, 3, D))
+        st = np.empty((3, 3, D) if with_strain else (0, 0, D))
         ciT = np.empty((L2, n_species * n_max))
-        for s2 in range(n_species):
-            for n2 in range(n_max):
-                for lm in range(L2):
-                    ciT[lm, s2 * n_max + n2] = c[i, s2, n2, lm]
-        ic = centre_slot[i]
-        for k in range(first[i], first[i + 1]):
-            _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y, dY,
-                                     Q, dQ, C, S, u, dC)
-            sj = spec[index[k]]
-            feats = sf_index[sf_first[sj]:sf_first[sj + 1]]
-            _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats, dp)
-            js = pair_slot[k]
-            nf = feats.shape[0]
-            for a in range(3):
-                for q in range(nf):
-                    f = feats[q]
-                    grad[js, a, f] += dp[a, q]
-                    centre[a, f] -= dp[a, q]
-                for b in range(3):
-                    rb = vectors[k, b]
-                    for q in range(nf):
-                        st[a, b, feats[q]] += dp[a, q] * rb
-        for a in range(3):
-            for f in range(D):
-                grad[ic, a, f] += centre[a, f]
-                for b in range(3):
-                    strain[i, a, b, f] = st[a, b, f]
-        if normalize:
-            inv = 1.0 / pnorm[i]
-            for s in range(gfirst[i], gfirst[i + 1]):
+        for i in range(ch * chunk, min(n_atoms, (ch + 1) * chunk)):
+            g0 = gfirst[i]
+            nsl = gfirst[i + 1] - g0
+            loc[:nsl] = 0.0
+            if with_strain:
+                st[:] = 0.0
+            for s2 in range(n_species):
+                for n2 in range(n_max):
+                    for lm in range(L2):
+                        ciT[lm, s2 * n_max + n2] = c[i, s2, n2, lm]
+            ic = centre_slot[i] - g0
+            for k in range(first[i], first[i + 1]):
+                _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y,
+                                         dY, Q, dQ, C, S, u, dC)
+                sj = spec[index[k]]
+                feats = sf_index[sf_first[sj]:sf_first[sj + 1]]
+                _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats,
+                                        dp)
+                js = pair_slot[k] - g0
+                nf = feats.shape[0]
                 for a in range(3):
-                    dot = 0.0
-                    for f in range(D):
-                        dot += p[i, f] * grad[s, a, f]
-                    for f in range(D):
-                        grad[s, a, f] = (grad[s, a, f] - p[i, f] * dot) * inv
-            for a in range(3):
-                for b in range(3):
-                    dot = 0.0
-                    for f in range(D):
-                        dot += p[i, f] * strain[i, a, b, f]
-                    for f in range(D):
-                        strain[i, a, b, f] = (strain[i, a, b, f] - p[i, f] * dot) * inv
+                    for q in range(nf):
+                        f = feats[q]
+                        loc[js, a, f] += dp[a, q]
+                        loc[ic, a, f] -= dp[a, q]
+                    if with_strain:
+                        for b in range(3):
+                            rb = vectors[k, b]
+                            for q in range(nf):
+                                st[a, b, feats[q]] += dp[a, q] * rb
+            if normalize:
+                inv = 1.0 / pnorm[i]
+                for s in range(nsl):
+                    for a in range(3):
+                        dot = 0.0
+                        for f in range(D):
+                            dot += p[i, f] * loc[s, a, f]
+                        for f in range(D):
+                            grad[g0 + s, a, f] = (loc[s, a, f] - p[i, f] * dot) * inv
+                for a in range(3 if with_strain else 0):
+                    for b in range(3):
+                        dot = 0.0
+                        for f in range(D):
+                            dot += p[i, f] * st[a, b, f]
+                        for f in range(D):
+                            strain[i, a, b, f] = (st[a, b, f] - p[i, f] * dot) * inv
+            else:
+                for s in range(nsl):
+                    for a in range(3):
+                        for f in range(D):
+                            grad[g0 + s, a, f] = loc[s, a, f]
+                for a in range(3 if with_strain else 0):
+                    for b in range(3):
+                        for f in range(D):
+                            strain[i, a, b, f] = st[a, b, f]
     return grad, strain
 
 
@@ -396,7 +420,8 @@ class DescriptorGradients:
 
     pairs  : (n_gpairs, 2) int64, rows (i, j): centre i, atom j (j = i included).
     values : (n_gpairs, 3, D), ∂features[i]/∂positions[j] (1/Å), periodic images summed.
-    strain : (n_atoms, 3, 3, D), ∂features[i]/∂ε_ab for r → (1+ε) r (dimensionless).
+    strain : (n_atoms, 3, 3, D), ∂features[i]/∂ε_ab for r → (1+ε) r (dimensionless);
+             None when computed with ``strain=False``.
     """
     pairs: np.ndarray
     values: np.ndarray
@@ -409,6 +434,36 @@ class Environment:
     ``nl`` may come from a larger cutoff (shared between descriptors, or kept with a
     skin between MD steps); pairs at or beyond ``cutoff`` are then dropped.
     """
+
+    @classmethod
+    def batch(cls, frames, cutoff, species: SpeciesMap) -> "Environment":
+        """One environment over many structures: atoms numbered consecutively, frame by
+        frame (frame k owns atoms ``offsets[k]:offsets[k+1]``), so every kernel runs
+        once for the whole batch instead of once per (small) structure."""
+        env = cls.__new__(cls)
+        firsts, indices, vectors, specs = [], [], [], []
+        offsets = [0]
+        n_pairs = 0
+        for k, at in enumerate(frames):
+            try:
+                one = cls(at, cutoff, species)
+            except ValueError as exc:
+                raise ValueError(f"structure {k}: {exc}") from None
+            firsts.append(one.first[1:] + n_pairs if k else one.first + n_pairs)
+            indices.append(one.index + offsets[-1])
+            vectors.append(one.vectors)
+            specs.append(one.spec)
+            n_pairs += len(one.index)
+            offsets.append(offsets[-1] + one.n_atoms)
+        if not frames:
+            raise ValueError("no structures given")
+        env.n_atoms = offsets[-1]
+        env.spec = np.concatenate(specs)
+        env.first = np.concatenate(firsts).astype(np.int64)
+        env.index = np.concatenate(indices).astype(np.int64)
+        env.vectors = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float64)
+        env.offsets = np.asarray(offsets, dtype=np.int64)
+        return env
 
     def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
         self.n_atoms = len(atoms)
@@ -513,24 +568,37 @@ class SOAP:
             p = p / pnorm[:, None]
         return p, pnorm
 
-    def compute(self, atoms, gradients=False, nl=None):
-        """Features (n_atoms, n_features); with gradients=True also :class:`DescriptorGradients`."""
-        env = self.environment(atoms, nl)
+    def compute(self, atoms, gradients=False, nl=None, strain=True):
+        """Features (n_atoms, n_features); with gradients=True also :class:`DescriptorGradients`.
+
+        ``atoms`` may also be a list of structures: they are computed as one batch
+        (one kernel call, no per-structure overhead) and the rows of structure k are
+        ``offsets[k]:offsets[k+1]`` with ``offsets = np.cumsum([0] + [len(a) for a in
+        atoms])``; gradient pairs then use the same global atom numbering.
+        ``strain=False`` skips the strain gradients (``grads.strain`` is then None).
+        """
+        if isinstance(atoms, (list, tuple)):
+            if nl is not None:
+                raise ValueError("nl cannot be given for a batch of structures")
+            env = Environment.batch(atoms, self.cutoff, self.species)
+        else:
+            env = self.environment(atoms, nl)
         c = self.expand(env)
         p, pnorm = self.spectrum(c)
         if not gradients:
             return p
-        return p, self.gradients(env, c, p, pnorm)
+        return p, self.gradients(env, c, p, pnorm, strain=strain)
 
-    def gradients(self, env, c, p, pnorm) -> DescriptorGradients:
+    def gradients(self, env, c, p, pnorm, strain=True) -> DescriptorGradients:
         h, values, derivs, _ = self._table
         gfirst, gindex, pair_slot, centre_slot = gradient_slots(env.first, env.index)
-        grad, strain = power_spectrum_gradients(
+        grad, st = power_spectrum_gradients(
             env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
             self.l_max, self._norm, *self._features, *self._species_features, gfirst, pair_slot,
-            centre_slot, self.normalize)
+            centre_slot, self.normalize, bool(strain))
         centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
-        return DescriptorGradients(np.stack([centres, gindex], axis=1), grad, strain)
+        return DescriptorGradients(np.stack([centres, gindex], axis=1), grad,
+                                   st if strain else None)
 
     def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
         """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""

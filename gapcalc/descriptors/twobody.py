@@ -102,7 +102,8 @@ class TwoBody(SOAP):
             p = p / pnorm[:, None]
         return p, pnorm
 
-    def gradients(self, env, c, p, pnorm) -> DescriptorGradients:
+    def gradients(self, env, c, p, pnorm, strain=True) -> DescriptorGradients:
+        want_strain = bool(strain)
         h, values, derivs, _ = self._table
         gfirst, gindex, pair_slot, centre_slot = gradient_slots(env.first, env.index)
         grad, strain = radial_spectrum_gradients(env.first, env.index, env.vectors, env.spec,
@@ -116,7 +117,8 @@ class TwoBody(SOAP):
             dot = np.einsum("iabd,id->iab", strain, p)
             strain = (strain - dot[..., None] * p[:, None, None, :]) * inv[:, None, None, None]
         centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
-        return DescriptorGradients(np.stack([centres, gindex], axis=1), grad, strain)
+        return DescriptorGradients(np.stack([centres, gindex], axis=1), grad,
+                                   strain if want_strain else None)
 
     def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
         dE_dp = np.asarray(dE_dp, dtype=np.float64)
