@@ -299,6 +299,63 @@ def _search(pos, cell, nwrap, abin, nbins, kmax, bin_start, spos, sidx, wtab, mt
     return first, index, shifts, vectors, distances
 
 
+# the same search without threads: for small systems, launching the parallel
+# region costs more than the search itself
+_search_serial = nb.njit(cache=True)(_search.py_func)
+
+_SMALL = 512          # atoms: below this the serial search is used
+_BRUTE = 48           # atoms: molecules below this use the all-pairs search
+
+
+@nb.njit(cache=True)
+def _all_pairs(pos, cut2):
+    """O(n²) neighbour search for small non-periodic systems (same output layout)."""
+    n = pos.shape[0]
+    counts = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        for j in range(n):
+            if j != i:
+                dx = pos[j, 0] - pos[i, 0]
+                dy = pos[j, 1] - pos[i, 1]
+                dz = pos[j, 2] - pos[i, 2]
+                if dx * dx + dy * dy + dz * dz <= cut2:
+                    counts[i] += 1
+    first = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        first[i + 1] = first[i] + counts[i]
+    npairs = first[n]
+    index = np.empty(npairs, dtype=np.int64)
+    shifts = np.zeros((npairs, 3), dtype=np.int64)
+    vectors = np.empty((npairs, 3), dtype=np.float64)
+    distances = np.empty(npairs, dtype=np.float64)
+    for i in range(n):
+        q = first[i]
+        for j in range(n):
+            if j != i:
+                dx = pos[j, 0] - pos[i, 0]
+                dy = pos[j, 1] - pos[i, 1]
+                dz = pos[j, 2] - pos[i, 2]
+                d2 = dx * dx + dy * dy + dz * dz
+                if d2 <= cut2:
+                    index[q] = j
+                    vectors[q, 0] = dx
+                    vectors[q, 1] = dy
+                    vectors[q, 2] = dz
+                    distances[q] = math.sqrt(d2)
+                    q += 1
+    return first, index, shifts, vectors, distances
+
+
+def _exact_cut2(cutoff):
+    """Largest float c2 with sqrt(c2) < cutoff: d2 <= c2 <=> |d| < cutoff exactly."""
+    cut2 = cutoff * cutoff
+    while math.sqrt(cut2) >= cutoff:
+        cut2 = math.nextafter(cut2, 0.0)
+    while math.sqrt(math.nextafter(cut2, math.inf)) < cutoff:
+        cut2 = math.nextafter(cut2, math.inf)
+    return cut2
+
+
 @nb.njit(cache=True)
 def _update(first, index, shifts, pos, cell):
     """vectors (P,3) and distances (P,) from stored index/shifts (Å)."""
@@ -446,8 +503,12 @@ def neighbor_list(positions, cell, pbc, cutoff):
     cutoff = float(cutoff)
     if not math.isfinite(cutoff) or cutoff <= 0.0:
         raise ValueError(f"cutoff must be a positive finite number (Å), got {cutoff}")
-    eff = _effective_cell(cell, pbc)
     n = pos.shape[0]
+    if not pbc.any() and 0 < n <= _BRUTE:
+        first, index, shifts, vectors, distances = _all_pairs(pos, _exact_cut2(cutoff))
+        return NeighborList(first=first, index=index, vectors=vectors, shifts=shifts,
+                            distances=distances)
+    eff = _effective_cell(cell, pbc)
     if n == 0:
         return _empty(0)
 
@@ -509,17 +570,14 @@ def neighbor_list(positions, cell, pbc, cutoff):
 
     # exact acceptance d2 <= cut2  <=>  sqrt(d2) < cutoff (sqrt is correctly
     # rounded and monotonic), so the distances are strictly below the cutoff
-    cut2 = cutoff * cutoff
-    while math.sqrt(cut2) >= cutoff:
-        cut2 = math.nextafter(cut2, 0.0)
-    while math.sqrt(math.nextafter(cut2, math.inf)) < cutoff:
-        cut2 = math.nextafter(cut2, math.inf)
+    cut2 = _exact_cut2(cutoff)
     # screening radius for the wrapped coordinates, with a margin for the
     # round-off of wrapping and of the image translations
     scale = np.abs(pos).max() + np.abs(cell).sum() * (np.abs(nwrap).max() + kmax.max() + 1)
     screen = cutoff * (1.0 + 1e-6) + 1e-12 * scale
     tables = _bin_sort(pos, cell, pbc, nwrap, abin, nbins, kmax)
-    first, index, shifts, vectors, distances = _search(
+    search = _search_serial if n < _SMALL else _search
+    first, index, shifts, vectors, distances = search(
         pos, cell, nwrap, abin, nbins, kmax, *tables, screen * screen, cut2
     )
     return NeighborList(first=first, index=index, vectors=vectors, shifts=shifts,

@@ -85,17 +85,36 @@ def expansion(first, index, vectors, spec, n_species, h, values, derivs, centre,
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
     """Unnormalised power spectrum p (n_atoms, D) from c; feature f couples
-    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w."""
+    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w.
+
+    Per atom, the Gram matrices G_l[a, b] = Σ_m c_{a,lm} c_{b,lm} over the flattened
+    (species, n) index a ≤ b are built with a contiguous innermost loop, then
+    gathered into the features (Eq. 9)."""
     n_atoms = c.shape[0]
+    n_max = c.shape[2]
+    L2 = c.shape[3]
+    W = c.shape[1] * n_max
+    lp = int(round(math.sqrt(L2)))
     D = f_w.shape[0]
-    p = np.zeros((n_atoms, D))
+    p = np.empty((n_atoms, D))
     for i in prange(n_atoms):
-        for f in range(D):
-            l = f_l[f]
-            acc = 0.0
+        cT = np.empty((L2, W))
+        G = np.zeros((lp, W, W))
+        for a in range(W):
+            for lm in range(L2):
+                cT[lm, a] = c[i, a // n_max, a % n_max, lm]
+        for l in range(lp):
+            Gl = G[l]
             for lm in range(l * l, (l + 1) * (l + 1)):
-                acc += c[i, f_s1[f], f_n1[f], lm] * c[i, f_s2[f], f_n2[f], lm]
-            p[i, f] = f_w[f] * acc
+                row = cT[lm]
+                for a in range(W):
+                    va = row[a]
+                    if va == 0.0:
+                        continue
+                    for b in range(a, W):
+                        Gl[a, b] += va * row[b]
+        for f in range(D):
+            p[i, f] = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
     return p
 
 
