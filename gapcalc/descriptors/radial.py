@@ -183,3 +183,47 @@ def radial_integral(d, h, values, derivs, g, dg):
             m1 = derivs[k + 1, n, l]
             g[n, l] = h00 * y0 + h10 * m0 + h01 * y1 + h11 * m1
             dg[n, l] = e00 * y0 + e10 * m0 + e01 * y1 + e11 * m1
+
+
+def transposed_table(table):
+    """(h, values_ln, derivs_ln) with the radial table laid out (n_grid, l_max+1, n_max):
+    the n-fastest order the reverse-mode kernels use (contiguous n lanes)."""
+    h, values, derivs, _ = table
+    vt = np.ascontiguousarray(values.transpose(0, 2, 1))
+    dt = np.ascontiguousarray(derivs.transpose(0, 2, 1))
+    vt.setflags(write=False)
+    dt.setflags(write=False)
+    return h, vt, dt
+
+
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def radial_integral_ln(d, h, values, derivs, g, dg, with_derivative):
+    """As :func:`radial_integral` on a (n_grid, l_max+1, n_max) table: g, dg (l_max+1, n_max).
+
+    ``dg`` is only written when ``with_derivative``."""
+    s = d / h
+    k = int(s)
+    t = s - k
+    t2 = t * t
+    t3 = t2 * t
+    h00 = 2 * t3 - 3 * t2 + 1.0
+    h10 = (t3 - 2 * t2 + t) * h
+    h01 = -2 * t3 + 3 * t2
+    h11 = (t3 - t2) * h
+    lp = values.shape[1]
+    nmax = values.shape[2]
+    v0 = values[k]
+    v1 = values[k + 1]
+    m0 = derivs[k]
+    m1 = derivs[k + 1]
+    for l in range(lp):
+        for n in range(nmax):
+            g[l, n] = h00 * v0[l, n] + h10 * m0[l, n] + h01 * v1[l, n] + h11 * m1[l, n]
+    if with_derivative:
+        e00 = (6 * t2 - 6 * t) / h
+        e10 = 3 * t2 - 4 * t + 1.0
+        e01 = (-6 * t2 + 6 * t) / h
+        e11 = 3 * t2 - 2 * t
+        for l in range(lp):
+            for n in range(nmax):
+                dg[l, n] = e00 * v0[l, n] + e10 * m0[l, n] + e01 * v1[l, n] + e11 * m1[l, n]

@@ -36,49 +36,57 @@ import numpy as np
 from numba import njit, prange
 
 from ..neighbors import neighbor_list
-from .radial import radial_integral, radial_table
-from .spherical import normalisation, project_gradient, real_spherical_harmonics
+from .radial import radial_integral, radial_integral_ln, radial_table, transposed_table
+from .spherical import (normalisation, project_gradient, real_spherical_harmonics,
+                        real_spherical_harmonics_values)
 from .species import SpeciesMap
 
 
 # --------------------------------------------------------------------------- kernels
-@njit(cache=True, parallel=True)
-def expansion(first, index, vectors, spec, n_species, h, values, derivs, centre,
-              l_max, norm, centre_weight):
+@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
+def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
+              norm, centre_weight):
     """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²).
 
     first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
-    spec : (n_atoms,) species index of every atom.  values/derivs/h : radial table.
+    spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in the
+    (n_grid, l_max+1, n_max) layout of :func:`.radial.transposed_table`.
+    Each centre accumulates in an (S, L2, n_max) buffer so that the innermost loop
+    runs over n (contiguous, vectorised), and is written out once.
     """
     n_atoms = first.shape[0] - 1
-    n_max = values.shape[1]
+    n_max = values_ln.shape[2]
     L2 = (l_max + 1) * (l_max + 1)
-    c = np.zeros((n_atoms, n_species, n_max, L2))
+    c = np.empty((n_atoms, n_species, n_max, L2))
     y00 = 0.5 / math.sqrt(math.pi)
     for i in prange(n_atoms):
         Y = np.empty(L2)
-        dY = np.empty((L2, 3))
         Q = np.empty((l_max + 1, l_max + 1))
-        dQ = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
         S = np.empty(l_max + 1)
-        g = np.empty((n_max, l_max + 1))
-        dg = np.empty((n_max, l_max + 1))
+        g = np.empty((l_max + 1, n_max))
         u = np.empty(3)
+        acc = np.zeros((n_species, L2, n_max))
         for n in range(n_max):
-            c[i, spec[i], n, 0] += centre_weight * centre[n] * y00
+            acc[spec[i], 0, n] += centre_weight * centre[n] * y00
         for k in range(first[i], first[i + 1]):
             d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
             for a in range(3):
                 u[a] = vectors[k, a] / d
-            radial_integral(d, h, values, derivs, g, dg)
-            real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
-            sj = spec[index[k]]
+            radial_integral_ln(d, h, values_ln, derivs_ln, g, g, False)
+            real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
+            A = acc[spec[index[k]]]
+            for l in range(l_max + 1):
+                gl = g[l]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    y = Y[lm]
+                    row = A[lm]
+                    for n in range(n_max):
+                        row[n] += y * gl[n]
+        for s in range(n_species):
             for n in range(n_max):
-                for l in range(l_max + 1):
-                    gnl = g[n, l]
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        c[i, sj, n, lm] += gnl * Y[lm]
+                for lm in range(L2):
+                    c[i, s, n, lm] = acc[s, lm, n]
     return c
 
 
@@ -289,19 +297,21 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
 
 
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
-def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, derivs,
+def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln,
                    l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
     """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
 
     ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``).
     Forces follow as F_j -= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b.
+    Radial table in the (n_grid, l_max+1, n_max) layout; ∂ε_i/∂c_i is held as
+    (S, L2, n_max) so the per-pair contractions run over contiguous n.
     """
     n_atoms = first.shape[0] - 1
-    n_max = values.shape[1]
+    n_max = values_ln.shape[2]
     n_species = c.shape[1]
     L2 = (l_max + 1) * (l_max + 1)
     D = f_w.shape[0]
-    out = np.zeros((vectors.shape[0], 3))
+    out = np.empty((vectors.shape[0], 3))
     for i in prange(n_atoms):
         Y = np.empty(L2)
         dY = np.empty((L2, 3))
@@ -309,8 +319,8 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, d
         dQ = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
         S = np.empty(l_max + 1)
-        g = np.empty((n_max, l_max + 1))
-        dg = np.empty((n_max, l_max + 1))
+        g = np.empty((l_max + 1, n_max))
+        dg = np.empty((l_max + 1, n_max))
         u = np.empty(3)
         B = np.empty(L2)
         gp = np.empty(D)
@@ -325,8 +335,8 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, d
         else:
             for f in range(D):
                 gp[f] = dE_dp[i, f]
-        # back through the power spectrum: Gc = ∂ε_i/∂c_i
-        Gc = np.zeros((n_species, n_max, L2))
+        # back through the power spectrum: Gc[s, lm, n] = ∂ε_i/∂c_i[s, n, lm]
+        Gc = np.zeros((n_species, L2, n_max))
         for f in range(D):
             l = f_l[f]
             s1 = f_s1[f]
@@ -335,29 +345,30 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values, d
             n2 = f_n2[f]
             wf = f_w[f] * gp[f]
             for lm in range(l * l, (l + 1) * (l + 1)):
-                Gc[s1, n1, lm] += wf * c[i, s2, n2, lm]
-                Gc[s2, n2, lm] += wf * c[i, s1, n1, lm]
+                Gc[s1, lm, n1] += wf * c[i, s2, n2, lm]
+                Gc[s2, lm, n2] += wf * c[i, s1, n1, lm]
         # back to every pair: t = Σ_nlm Gc (g' u Y + g ∇Y)
         for k in range(first[i], first[i + 1]):
             d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
             inv_d = 1.0 / d
             for a in range(3):
                 u[a] = vectors[k, a] * inv_d
-            radial_integral(d, h, values, derivs, g, dg)
+            radial_integral_ln(d, h, values_ln, derivs_ln, g, dg, True)
             real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
-            sj = spec[index[k]]
+            G = Gc[spec[index[k]]]
             radial_part = 0.0
-            for lm in range(L2):
-                B[lm] = 0.0
-            for n in range(n_max):
-                for l in range(l_max + 1):
-                    acc = 0.0
-                    gnl = g[n, l]
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        G = Gc[sj, n, lm]
-                        acc += G * Y[lm]
-                        B[lm] += G * gnl
-                    radial_part += dg[n, l] * acc
+            for l in range(l_max + 1):
+                gl = g[l]
+                dgl = dg[l]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    row = G[lm]
+                    b = 0.0
+                    a = 0.0
+                    for n in range(n_max):
+                        b += row[n] * gl[n]
+                        a += row[n] * dgl[n]
+                    B[lm] = b
+                    radial_part += a * Y[lm]
             # angular part: Σ_lm B_lm ∇_r Y_lm, with ∇_r Y = (∇f - u(u·∇f))/d
             t0 = 0.0
             t1 = 0.0
@@ -572,10 +583,19 @@ class SOAP:
     def environment(self, atoms, nl=None) -> Environment:
         return Environment(atoms, self.cutoff, self.species, nl)
 
+    @property
+    def _table_ln(self):
+        """The radial table in (n_grid, l_max+1, n_max) layout (built once per instance)."""
+        t = self.__dict__.get("_table_ln_cache")
+        if t is None:
+            t = self.__dict__["_table_ln_cache"] = transposed_table(self._table)
+        return t
+
     def expand(self, env: Environment) -> np.ndarray:
-        h, values, derivs, centre = self._table
+        h, values_ln, derivs_ln = self._table_ln
         return expansion(env.first, env.index, env.vectors, env.spec, len(self.species), h,
-                         values, derivs, centre, self.l_max, self._norm, self.centre_weight)
+                         values_ln, derivs_ln, self._table[3], self.l_max, self._norm,
+                         self.centre_weight)
 
     def spectrum(self, c):
         """(p̂, |p|) from expansion coefficients; p̂ = p when normalize is False."""
@@ -621,9 +641,9 @@ class SOAP:
 
     def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
         """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""
-        h, values, derivs, _ = self._table
+        h, values_ln, derivs_ln = self._table_ln
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
-                              np.ascontiguousarray(dE_dp), h, values, derivs, self.l_max,
+                              np.ascontiguousarray(dE_dp), h, values_ln, derivs_ln, self.l_max,
                               self._norm, *self._features, self.normalize)
 
 

@@ -92,6 +92,34 @@ def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
             dY[base - m, 2] = a * dq * S[m]
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S):
+    """Y_lm(u) only (no derivatives): the forward expansion needs nothing else."""
+    x, y, z = u[0], u[1], u[2]
+    C[0] = 1.0
+    S[0] = 0.0
+    for m in range(1, l_max + 1):
+        C[m] = x * C[m - 1] - y * S[m - 1]
+        S[m] = x * S[m - 1] + y * C[m - 1]
+    for m in range(l_max + 1):
+        if m == 0:
+            Q[0, 0] = 1.0
+        else:
+            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
+        if m + 1 <= l_max:
+            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
+        for l in range(m + 2, l_max + 1):
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) / (l - m)
+    sqrt2 = math.sqrt(2.0)
+    for l in range(l_max + 1):
+        base = l * l + l
+        Y[base] = norm[l, 0] * Q[l, 0]
+        for m in range(1, l + 1):
+            a = sqrt2 * norm[l, m] * Q[l, m]
+            Y[base + m] = a * C[m]
+            Y[base - m] = a * S[m]
+
+
 @njit(cache=True, nogil=True)
 def project_gradient(u, inv_r, dY, L2):
     """Turn polynomial derivatives dY (L2, 3) into ∇_r Y_lm(r/|r|), in place (1/Å)."""
