@@ -537,8 +537,8 @@ class SOAP:
             raise ValueError(f"cutoff must be > 0, got {cutoff}")
         if not 0 <= cutoff_width < cutoff:
             raise ValueError(f"cutoff_width must be in [0, cutoff), got {cutoff_width}")
-        if int(n_max) < 1 or int(l_max) < 0:
-            raise ValueError(f"need n_max >= 1 and l_max >= 0, got {n_max}, {l_max}")
+        if int(n_max) < 1 or not 0 <= int(l_max) <= 100:
+            raise ValueError(f"need n_max >= 1 and 0 <= l_max <= 100, got {n_max}, {l_max}")
         if not atom_sigma > 0:
             raise ValueError(f"atom_sigma must be > 0, got {atom_sigma}")
         self.cutoff = float(cutoff)

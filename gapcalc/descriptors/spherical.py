@@ -23,6 +23,10 @@ import numpy as np
 from numba import njit
 
 
+# 1/k for the Legendre recursion (a constant array for Numba: multiplications, no divisions)
+_RECIP = np.concatenate([[0.0], 1.0 / np.arange(1, 128)])
+
+
 def lm_index(l: int, m: int) -> int:
     """Flat index of (l, m) in arrays of length (l_max+1)**2."""
     return l * l + l + m
@@ -65,9 +69,9 @@ def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
             Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
             dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
         for l in range(m + 2, l_max + 1):
-            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) / (l - m)
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
             dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
-                        - (l + m - 1) * dQ[l - 2, m]) / (l - m)
+                        - (l + m - 1) * dQ[l - 2, m]) * _RECIP[l - m]
     sqrt2 = math.sqrt(2.0)
     for l in range(l_max + 1):
         base = l * l + l
@@ -109,7 +113,7 @@ def real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S):
         if m + 1 <= l_max:
             Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
         for l in range(m + 2, l_max + 1):
-            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) / (l - m)
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
     sqrt2 = math.sqrt(2.0)
     for l in range(l_max + 1):
         base = l * l + l
