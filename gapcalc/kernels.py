@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_ROWS = 256   # atoms per block in the reverse-mode kernel products
+
 
 class DotProduct:
     """k(p, x) = δ² (p·x)^ζ on unit-normalised SOAP spectra (δ in eV)."""
@@ -76,9 +78,19 @@ class DotProduct:
             PA = P @ A
             eps = self.delta ** 2 * np.einsum("id,id->i", PA, P)
             return eps, 2.0 * self.delta ** 2 * PA
-        S, dK = self._dk(P, X)
-        eps = self.delta ** 2 * (S ** self.zeta) @ alpha
-        return eps, (dK * alpha) @ X
+        # in row blocks: the (rows × M) temporaries stay cache-sized, so the cost per
+        # atom does not grow with the number of atoms
+        eps = np.empty(len(P))
+        w = np.empty_like(P)
+        for lo in range(0, len(P), _ROWS):
+            S = P[lo:lo + _ROWS] @ X.T
+            Sz1 = S ** (self.zeta - 1)
+            eps[lo:lo + _ROWS] = (Sz1 * S) @ alpha
+            Sz1 *= alpha
+            np.matmul(Sz1, X, out=w[lo:lo + _ROWS])
+        eps *= self.delta ** 2
+        w *= self.zeta * self.delta ** 2
+        return eps, w
 
 
 class SquaredExponential:
