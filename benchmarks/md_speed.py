@@ -25,6 +25,9 @@ What is measured
     rattled 0.05 A), and a 10648-atom diamond Si cell for the large-N per-atom cost and
     memory (peak RSS of the worker subprocess, ``ru_maxrss``).
 
+    MD: ``ase.md.verlet.VelocityVerlet`` at 2 fs (300 K start) with each code's calculator,
+    CPU time per step after one untimed step, reported as µs/atom/step and ns/day.
+
     Floor: a lower bound on the arithmetic, converted to time with the single-thread rate
     of a numpy float64 matrix product measured in the same run:
       density  = 2 (fwd+bwd) x 2 flop x pairs x n_max x (l_max+1)^2
@@ -128,6 +131,35 @@ def worker_time(code: str, system: str, min_time: float) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def worker_md(code: str, system: str, min_time: float) -> dict:
+    """VelocityVerlet at 2 fs with the code's calculator: CPU s per step -> ns/day."""
+    import numpy as np
+    import speed_models
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+    atoms = build(system)
+    model_sys = SYSTEMS[system][0]
+    if code == "gapcalc":
+        from gapcalc import GAPCalculator
+        atoms.calc = GAPCalculator(str(speed_models.gapcalc_model_path(model_sys, M_TOTAL)))
+    else:
+        from quippy.potential import Potential
+        atoms.calc = Potential(param_filename=str(speed_models.gap_fit_model_path(model_sys,
+                                                                                  M_TOTAL)))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, 2.0 * units.fs)
+    dyn.run(1)                     # warm-up (JIT / set-up), not timed
+    n, c0 = 0, time.process_time()
+    while time.process_time() - c0 < min_time or n < 5:
+        dyn.run(1)
+        n += 1
+    cpu = (time.process_time() - c0) / n
+    return {"code": code, "system": system, "n_atoms": len(atoms), "steps": n,
+            "cpu_s_step": cpu, "us_atom_step": 1e6 * cpu / len(atoms),
+            "ns_day": 86400.0 / cpu * 2.0e-6}
+
+
 def worker_floor(system: str, _min_time: float) -> dict:
     from ase.neighborlist import neighbor_list
     atoms = build(system)
@@ -147,6 +179,8 @@ def run_worker(opts) -> dict:
         return worker_flops(opts.min_time)
     if opts.worker == "floor":
         return worker_floor(opts.system, opts.min_time)
+    if opts.worker.startswith("md-"):
+        return worker_md(opts.worker[3:], opts.system, opts.min_time)
     return worker_time(opts.worker, opts.system, opts.min_time)
 
 
@@ -198,6 +232,9 @@ def run_driver(opts) -> None:
         row = {"floor": spawn(["--worker", "floor", "--system", s, *mt])}
         for code in codes:
             row[code] = spawn(["--worker", code, "--system", s, *mt])
+        if not opts.no_md:
+            for code in codes:
+                row["md_" + code] = spawn(["--worker", "md-" + code, "--system", s, *mt])
         if "gapcalc" in codes and not opts.no_threads:
             row["gapcalc_2t"] = spawn(["--worker", "gapcalc", "--system", s, *mt], threads=2)
         res["rows"][s] = row
@@ -215,6 +252,21 @@ def run_driver(opts) -> None:
             f"| {_f(g['wall_us_atom'] / g2['wall_us_atom'], 2) if g and g2 else '-'} "
             f"| {_f(g and g['peak_rss_mb'], 0)} | {_f(q and q['peak_rss_mb'], 0)} |")
     print("\n".join(lines) + "\n", flush=True)
+    if not opts.no_md:
+        md = ["### VelocityVerlet MD, 2 fs, single thread (CPU time per step)", "",
+              "| system | atoms | " + " | ".join(f"{c} µs/atom/step | {c} ns/day" for c in codes)
+              + (" | gapcalc/quippy speed-up |" if len(codes) == 2 else " |"),
+              "|---|---|" + "---|---|" * len(codes) + ("---|" if len(codes) == 2 else "")]
+        for s, row in res["rows"].items():
+            cells = []
+            for c in codes:
+                r = row.get("md_" + c)
+                cells += [_f(r and r["us_atom_step"]), _f(r and r["ns_day"], 3)]
+            g, q = row.get("md_gapcalc"), row.get("md_quippy")
+            extra = (f" | {_f(q['cpu_s_step'] / g['cpu_s_step'], 1) if g and q else '-'} |"
+                     if len(codes) == 2 else " |")
+            md.append(f"| {s} | {row['floor']['n_atoms']} | " + " | ".join(cells) + extra)
+        print("\n".join(md) + "\n", flush=True)
     if not opts.quick and not opts.no_scaling and "gapcalc" in codes:
         small = res["rows"].get("si1000", {}).get("gapcalc") or spawn(
             ["--worker", "gapcalc", "--system", "si1000", *mt])
@@ -240,6 +292,7 @@ def main(argv=None):
     p.add_argument("--codes", default="gapcalc,quippy")
     p.add_argument("--no-threads", action="store_true", help="skip the 2-thread rows")
     p.add_argument("--no-scaling", action="store_true", help="skip the 10648-atom run")
+    p.add_argument("--no-md", action="store_true", help="skip the VelocityVerlet ns/day rows")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--system", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
