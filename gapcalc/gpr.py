@@ -142,8 +142,9 @@ class SparseGPR:
         (default 1). "radial" (or a :class:`~gapcalc.descriptors.TwoBody`): the ν = 1
         radial spectrum with a squared-exponential kernel of length theta_2b (feature
         units; None = median distance between candidate environments).
-    n_sparse_2b : sparse points per species of the 2-body term (at most its feature
-        count for the linear pair kernel).
+    n_sparse_2b : sparse points per species of the "radial" 2-body term. The
+        "distance" term needs none: its sparse points are the unit vectors of its
+        Gaussian pair features (an exact GP on the pair potential).
     config_type_sigma : {config_type: {"energy": σ_E, "force": σ_F, "virial": σ_V}}.
     energy_key, force_key, virial_key, stress_key : where targets are read.
     jitter : relative diagonal added to K_MM.  block_rows : rows per QR fold.
@@ -363,9 +364,14 @@ class SparseGPR:
                 if isinstance(n_want, dict):
                     n_want = n_want.get(sym, n_want.get(str(self.species_.numbers[s]), 0))
                 n_want = min(int(n_want), len(P))
-                if isinstance(term.kernel, DotProduct) and term.kernel.zeta == 1:
-                    n_want = min(n_want, P.shape[1])   # a linear kernel has rank <= D
                 if n_want <= 0:
+                    continue
+                if isinstance(term.descriptor, PairDistance):
+                    # linear kernel on D Gaussian pair features: the unit vectors span the
+                    # whole function space, so the pair term is the exact (unsparsified)
+                    # GP, K_MM = δ² I
+                    Xs.append(np.eye(P.shape[1]))
+                    Ss.append(np.full(P.shape[1], s))
                     continue
                 idx = select(P, n_want, self.sparse_method, seed=self.seed + s)
                 Xs.append(P[idx])
