@@ -15,7 +15,7 @@ def dimer(r, a="Si", b="Si"):
     return Atoms(a + b, positions=[[0, 0, 0], [r, 0.3 * r, -0.2 * r]])
 
 
-def test_features_are_half_cutoff_gaussians():
+def test_features_are_cutoff_gaussians():
     d = PairDistance(["Si"], cutoff=5.0, theta=1.0)
     w = 1 / math.sqrt(2)
     s = np.linspace(-3 * w, 5 + 3 * w, d.n_grid)
@@ -23,7 +23,7 @@ def test_features_are_half_cutoff_gaussians():
     for r in (1.7, 3.3, 4.8):
         at = dimer(r / math.sqrt(1 + 0.09 + 0.04))
         fc, _ = cosine_cutoff(np.array([r]), 5.0, 0.5)
-        expect = 0.5 * fc[0] * amp * np.exp(-0.5 * (r - s) ** 2 / w ** 2)
+        expect = fc[0] * amp * np.exp(-0.5 * (r - s) ** 2 / w ** 2)
         q = d.compute(at)
         np.testing.assert_allclose(q[0], expect, atol=1e-12)
         np.testing.assert_allclose(q[1], expect, atol=1e-12)
@@ -31,12 +31,12 @@ def test_features_are_half_cutoff_gaussians():
 
 @pytest.mark.parametrize("theta", [0.5, 1.0, 2.0])
 def test_linear_kernel_is_gap_pair_kernel(theta):
-    """4 q(r)·q(r') = exp(-(r-r')²/2θ²) for one pair each (inside the cutoff's flat part)."""
+    """q(r)·q(r') = exp(-(r-r')²/2θ²) for one pair each (inside the cutoff's flat part)."""
     d = PairDistance(["Si"], cutoff=6.0, theta=theta, cutoff_width=0.5)
     for r1, r2 in ((2.0, 2.4), (2.5, 3.5), (3.0, 4.5)):
         q1 = d.compute(dimer(r1 / math.sqrt(1.13)))[0]
         q2 = d.compute(dimer(r2 / math.sqrt(1.13)))[0]
-        assert abs(4 * q1 @ q2 - math.exp(-(r1 - r2) ** 2 / (2 * theta ** 2))) < 1e-6
+        assert abs(q1 @ q2 - math.exp(-(r1 - r2) ** 2 / (2 * theta ** 2))) < 1e-6
 
 
 def test_species_channels_and_round_trip():
@@ -72,7 +72,7 @@ def test_gradients_finite_difference():
 
 
 def test_model_is_a_pair_potential(cu_frames):
-    """With only the pair term active, the energy of a dimer is φ(r) and of a trimer the sum."""
+    """The pair term's energy of a trimer is the sum of its dimers' (a pair potential)."""
     from gapcalc import SOAP
     model = SparseGPR(SOAP(["Cu"], cutoff=4.5, n_max=4, l_max=3), n_sparse=30,
                       two_body=True, n_sparse_2b=30).fit(cu_frames[:8])

@@ -9,12 +9,13 @@ centres s_n (spacing Δs ≤ w/2, from −3w to r_c + 3w),
 
 turns that GP into a linear (ζ = 1 dot-product) kernel on per-atom features
 
-    q^α_n(i) = ½ Σ_{j∈α, r_ij<r_c} f_c(r_ij) G_n(r_ij)                  (shape S·n_grid),
+    q^α_n(i) = Σ_{j∈α, r_ij<r_c} f_c(r_ij) G_n(r_ij)                    (shape S·n_grid),
 
-so that Σ_i ε_i = Σ_i w·q_i = Σ_{i<j} φ(r_ij) is a pair potential and
-δ² Σ_{i,i'} q_i·q_{i'} reproduces the pair-summed covariance of gap_fit for like-species
-pairs (for unlike pairs, whose two halves sit in different centre-species blocks, the
-prior variance is half of it). The features are the l = 0 density channel with a
+so that Σ_i ε_i = Σ_i w·q_i = Σ_i Σ_j φ(r_ij) is a pair potential counted over ordered
+pairs, exactly as gap_fit's ``distance_2b`` (one descriptor per ordered pair (i, j)), and
+δ² Σ_{i,i'} q_i·q_{i'} is gap_fit's covariance of two energies for like-species pairs
+(an unlike pair A-B enters through two independent functions, φ_AB in the A-centred
+block and φ_BA in the B-centred block). The features are the l = 0 density channel with a
 Gaussian-grid radial table, so :class:`~gapcalc.descriptors.TwoBody`'s kernels
 (expansion, forward gradients, reverse mode) apply unchanged.
 """
@@ -41,7 +42,7 @@ def grid_centres(cutoff: float, theta: float, n_grid: int) -> np.ndarray:
 @lru_cache(maxsize=16)
 def gaussian_grid_table(cutoff: float, theta: float, cutoff_width: float, n_grid: int,
                         spacing: float = 0.005):
-    """Tabulate g_n(d) = ½ f_c(d) G_n(d) / Y_00 and its derivative on a uniform grid.
+    """Tabulate g_n(d) = f_c(d) G_n(d) / Y_00 and its derivative on a uniform grid.
 
     Same layout as :func:`~gapcalc.descriptors.radial.radial_table`: (h, values,
     derivs, centre) with values/derivs (n_points, n_grid, 1); centre = 0 (no self term).
@@ -61,7 +62,7 @@ def gaussian_grid_table(cutoff: float, theta: float, cutoff_width: float, n_grid
     G = amp * np.exp(-0.5 * x * x / (w * w))
     dG = -x / (w * w) * G
     fc, dfc = cosine_cutoff(d, cutoff, cutoff_width)
-    scale = 0.5 / Y00
+    scale = 1.0 / Y00
     values = (scale * fc[:, None] * G)[:, :, None]
     derivs = (scale * (fc[:, None] * dG + dfc[:, None] * G))[:, :, None]
     centre = np.zeros(n_grid)
