@@ -96,8 +96,9 @@ def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
     (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w.
 
     Per atom, the Gram matrices G_l[a, b] = Σ_m c_{a,lm} c_{b,lm} over the flattened
-    (species, n) index a ≤ b are built with a contiguous innermost loop, then
-    gathered into the features (Eq. 9)."""
+    (species, n) index are built as sums of outer products (full rows: a fixed,
+    vectorisable innermost loop), then the a ≤ b entries are gathered into the
+    features (Eq. 9)."""
     n_atoms = c.shape[0]
     n_max = c.shape[2]
     L2 = c.shape[3]
@@ -117,10 +118,9 @@ def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
                 row = cT[lm]
                 for a in range(W):
                     va = row[a]
-                    if va == 0.0:
-                        continue
-                    for b in range(a, W):
-                        Gl[a, b] += va * row[b]
+                    Ga = Gl[a]
+                    for b in range(W):      # full rows: fixed trip count, vectorised
+                        Ga[b] += va * row[b]
         for f in range(D):
             p[i, f] = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
     return p
@@ -304,13 +304,14 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
     ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``).
     Forces follow as F_j -= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b.
     Radial table in the (n_grid, l_max+1, n_max) layout; ∂ε_i/∂c_i is held as
-    (S, L2, n_max) so the per-pair contractions run over contiguous n.
+    (L2, S·n_max) so the per-pair contractions run over contiguous n.
     """
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[2]
     n_species = c.shape[1]
     L2 = (l_max + 1) * (l_max + 1)
     D = f_w.shape[0]
+    W = n_species * n_max
     out = np.empty((vectors.shape[0], 3))
     for i in prange(n_atoms):
         Y = np.empty(L2)
@@ -324,6 +325,9 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
         u = np.empty(3)
         B = np.empty(L2)
         gp = np.empty(D)
+        H = np.empty((l_max + 1, W, W))
+        cT = np.empty((L2, W))
+        Gc = np.empty((L2, W))
         # back through the normalisation
         if normalize:
             dot = 0.0
@@ -335,18 +339,31 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
         else:
             for f in range(D):
                 gp[f] = dE_dp[i, f]
-        # back through the power spectrum: Gc[s, lm, n] = ∂ε_i/∂c_i[s, n, lm]
-        Gc = np.zeros((n_species, L2, n_max))
+        # back through the power spectrum: with the symmetric weights H_l[a, b] of the
+        # flattened (species, n) index, ∂ε_i/∂c_i[a, lm] = Σ_b H_l[a, b] c_i[b, lm];
+        # Gc[lm, a] holds it (a = s·n_max + n), built from contiguous row updates
+        H.fill(0.0)
         for f in range(D):
             l = f_l[f]
-            s1 = f_s1[f]
-            s2 = f_s2[f]
-            n1 = f_n1[f]
-            n2 = f_n2[f]
+            a1 = f_s1[f] * n_max + f_n1[f]
+            a2 = f_s2[f] * n_max + f_n2[f]
             wf = f_w[f] * gp[f]
+            H[l, a1, a2] += wf
+            H[l, a2, a1] += wf
+        for a in range(W):
+            for lm in range(L2):
+                cT[lm, a] = c[i, a // n_max, a % n_max, lm]
+        Gc.fill(0.0)
+        for l in range(l_max + 1):
+            Hl = H[l]
             for lm in range(l * l, (l + 1) * (l + 1)):
-                Gc[s1, lm, n1] += wf * c[i, s2, n2, lm]
-                Gc[s2, lm, n2] += wf * c[i, s1, n1, lm]
+                crow = cT[lm]
+                out_row = Gc[lm]
+                for b in range(W):
+                    cb = crow[b]
+                    Hb = Hl[b]
+                    for a in range(W):
+                        out_row[a] += cb * Hb[a]
         # back to every pair: t = Σ_nlm Gc (g' u Y + g ∇Y)
         for k in range(first[i], first[i + 1]):
             d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
@@ -355,13 +372,13 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
                 u[a] = vectors[k, a] * inv_d
             radial_integral_ln(d, h, values_ln, derivs_ln, g, dg, True)
             real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
-            G = Gc[spec[index[k]]]
+            off = spec[index[k]] * n_max
             radial_part = 0.0
             for l in range(l_max + 1):
                 gl = g[l]
                 dgl = dg[l]
                 for lm in range(l * l, (l + 1) * (l + 1)):
-                    row = G[lm]
+                    row = Gc[lm, off:off + n_max]
                     b = 0.0
                     a = 0.0
                     for n in range(n_max):
