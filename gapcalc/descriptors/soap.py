@@ -621,7 +621,7 @@ class SOAP:
         if self.normalize:
             if np.any(pnorm == 0):
                 raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
-            p = p / pnorm[:, None]
+            p /= pnorm[:, None]          # in place: no second (n_atoms × D) array
         return p, pnorm
 
     def compute(self, atoms, gradients=False, nl=None, strain=True):
