@@ -291,3 +291,12 @@ def test_position_gradients_without_strain():
         np.testing.assert_array_equal(X2, X)
         np.testing.assert_array_equal(g2.pairs, g.pairs)
         np.testing.assert_allclose(g2.values, g.values, rtol=0, atol=1e-15)
+
+
+def test_fused_features_equal_expansion_then_spectrum():
+    for at, species in ((triclinic(), ["H", "C", "O"]), (si_bulk(), ["Si"]), (ethanol(), ["H", "C", "O"])):
+        for normalize in (True, False):
+            desc = SOAP(species, normalize=normalize, **SMALL)
+            env = desc.environment(at)
+            p, _ = desc.spectrum(desc.expand(env))
+            np.testing.assert_allclose(desc.compute(at), p, rtol=1e-12, atol=1e-14)

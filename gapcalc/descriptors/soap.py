@@ -126,6 +126,78 @@ def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
     return p
 
 
+@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
+def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
+                   l_max, norm, centre_weight, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
+    """Features only: :func:`expansion` and :func:`power_spectrum` fused per atom.
+
+    c_i lives in a per-thread buffer and never goes to memory, so no
+    (n_atoms, S, n_max, L2) array is allocated. Returns (p, |p|) as
+    :func:`power_spectrum` (p normalised when ``normalize``)."""
+    n_atoms = first.shape[0] - 1
+    n_max = values_ln.shape[2]
+    L2 = (l_max + 1) * (l_max + 1)
+    lp = l_max + 1
+    W = n_species * n_max
+    D = f_w.shape[0]
+    y00 = 0.5 / math.sqrt(math.pi)
+    p = np.empty((n_atoms, D))
+    pnorm = np.empty(n_atoms)
+    for i in prange(n_atoms):
+        Y = np.empty(L2)
+        Q = np.empty((lp, lp))
+        C = np.empty(lp)
+        S = np.empty(lp)
+        g = np.empty((lp, n_max))
+        u = np.empty(3)
+        acc = np.zeros((n_species, L2, n_max))
+        cT = np.empty((L2, W))
+        G = np.zeros((lp, W, W))
+        for n in range(n_max):
+            acc[spec[i], 0, n] += centre_weight * centre[n] * y00
+        for k in range(first[i], first[i + 1]):
+            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
+            for a in range(3):
+                u[a] = vectors[k, a] / d
+            radial_integral_ln(d, h, values_ln, derivs_ln, g, g, False)
+            real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
+            A = acc[spec[index[k]]]
+            for l in range(lp):
+                gl = g[l]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    y = Y[lm]
+                    row = A[lm]
+                    for n in range(n_max):
+                        row[n] += y * gl[n]
+        for s in range(n_species):
+            for lm in range(L2):
+                src = acc[s, lm]
+                dst = cT[lm]
+                for n in range(n_max):
+                    dst[s * n_max + n] = src[n]
+        for l in range(lp):
+            Gl = G[l]
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                row = cT[lm]
+                for a in range(W):
+                    va = row[a]
+                    Ga = Gl[a]
+                    for b in range(W):
+                        Ga[b] += va * row[b]
+        sq = 0.0
+        for f in range(D):
+            v = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
+            p[i, f] = v
+            sq += v * v
+        nrm = math.sqrt(sq)
+        pnorm[i] = nrm
+        if normalize and nrm > 0.0:
+            inv = 1.0 / nrm
+            for f in range(D):
+                p[i, f] *= inv
+    return p, pnorm
+
+
 @njit(cache=True, nogil=True)
 def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, Q, dQ, C, S,
                              u, dC):
@@ -614,6 +686,17 @@ class SOAP:
                          values_ln, derivs_ln, self._table[3], self.l_max, self._norm,
                          self.centre_weight)
 
+    def features(self, env: Environment) -> np.ndarray:
+        """Features of an environment without keeping the expansion (fused kernel)."""
+        h, values_ln, derivs_ln = self._table_ln
+        p, pnorm = features_fused(env.first, env.index, env.vectors, env.spec,
+                                  len(self.species), h, values_ln, derivs_ln, self._table[3],
+                                  self.l_max, self._norm, self.centre_weight, *self._features,
+                                  self.normalize)
+        if self.normalize and np.any(pnorm == 0):
+            raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
+        return p
+
     def spectrum(self, c):
         """(p̂, |p|) from expansion coefficients; p̂ = p when normalize is False."""
         p = power_spectrum(c, *self._features)
@@ -639,6 +722,8 @@ class SOAP:
             env = Environment.batch(atoms, self.cutoff, self.species)
         else:
             env = self.environment(atoms, nl)
+        if not gradients:
+            return self.features(env)
         c = self.expand(env)
         p, pnorm = self.spectrum(c)
         if not gradients:

@@ -95,6 +95,9 @@ class TwoBody(SOAP):
         args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "name")
         return f"TwoBody({args})"
 
+    def features(self, env):
+        return self.spectrum(self.expand(env))[0]
+
     def spectrum(self, c):
         p = np.ascontiguousarray(c[:, :, :, 0].reshape(c.shape[0], -1))
         pnorm = np.sqrt(np.einsum("ij,ij->i", p, p))
