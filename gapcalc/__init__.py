@@ -1,6 +1,15 @@
 """gapcalc: sparse-GPR SOAP interatomic potentials (GAP) in Python + Numba, as an ASE calculator."""
 __version__ = "0.1.0"
 
+import os as _os
+
+# Numba's OpenMP threads otherwise spin-wait after every parallel region and take the
+# core (or SMT sibling) from the serial numpy/BLAS work that follows: measured on a
+# 2-CPU machine, 2 Numba threads then ran an MD step *slower* than 1 (84 vs 84 µs/atom;
+# with passive waiting 60). Read by libgomp when Numba first starts its thread pool;
+# a value set by the user wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .descriptors import SOAP, PairDistance, TwoBody  # noqa: E402
 from .gpr import SparseGPR  # noqa: E402
 from .calculator import GAPCalculator  # noqa: E402

@@ -206,7 +206,14 @@ def markdown_speed(rows) -> str:
         lines.append(f"| {name} | {r['n_atoms']} | {r['blas_threads']} | {r['steps']} | "
                      f"{r['us_per_atom_step']:.1f} | {ms:.1f} | {86400 / ms * 1e-3:.3f} | "
                      f"{r['load_average_1min']} |")
+    lines += ["", SPEED_NOTE]
     return "\n".join(lines)
+
+
+SPEED_NOTE = ("Measured when the model was trained, with the gapcalc of that day; the "
+              "evaluation code has become faster since (2026-11-24: ~75-120 µs/atom per "
+              "energy+forces+stress call at M = 1000 on one core). Current numbers: "
+              "`benchmarks/RESULTS.md` §4 (`python benchmarks/md_speed.py`).")
 
 
 # ----------------------------------------------------------------------------- examples
