@@ -74,7 +74,8 @@ class GAPCalculator(Calculator):
                              f"{nl.distances[k]:.3f} Å apart, closer than the minimum "
                              f"distance {md} Å")
         want_stress = "stress" in properties or self.atoms.pbc.all()
-        res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl)
+        res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl,
+                                  check=False)
         self.results["energy"] = res["energy"]
         self.results["free_energy"] = res["energy"]
         self.results["energies"] = res["energies"]

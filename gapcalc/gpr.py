@@ -23,7 +23,7 @@ from scipy import sparse
 from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
-from .descriptors.soap import Environment
+from .descriptors.soap import Environment, assemble_forces
 from .kernels import DotProduct, SquaredExponential, kernel_from_dict
 from .neighbors import neighbor_list
 from .solver import StreamingQR, solve_regularised
@@ -715,15 +715,18 @@ class SparseGPR:
         if not hasattr(self, "alpha_"):
             raise RuntimeError("model is not fitted: call fit() or load a model file")
 
-    def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None):
+    def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
+                 check=True):
         """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
 
         Reverse mode (:meth:`SOAP.backward`): ∂p/∂r is never formed. ``stress`` is
-        returned only for 3-D periodic structures (None otherwise).
+        returned only for 3-D periodic structures (None otherwise). ``check=False``
+        skips the input checks (for callers that have just made them).
         """
         self._check_fitted()
         md = self.min_distance if min_distance is None else min_distance
-        check_atoms(atoms, md if nl is None else 0.0)
+        if check:
+            check_atoms(atoms, md if nl is None else 0.0)
         nl = self._neighbors(atoms) if nl is None else nl
         n = len(atoms)
         spec = self.species_.indices(atoms.numbers)
@@ -740,11 +743,7 @@ class SparseGPR:
                 w[rows] = w_s
             if need_grad:
                 t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
-                centre = np.repeat(np.arange(n), np.diff(ev.env.first))
-                for a in range(3):
-                    F[:, a] -= (np.bincount(ev.env.index, t[:, a], minlength=n)
-                                - np.bincount(centre, t[:, a], minlength=n))
-                W += t.T @ ev.env.vectors
+                assemble_forces(ev.env.first, ev.env.index, ev.env.vectors, t, F, W)
         out = {"energy": float(energies.sum()), "energies": energies}
         if forces:
             out["forces"] = F

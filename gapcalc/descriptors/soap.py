@@ -532,6 +532,47 @@ def gradient_slots(first, index):
     return gfirst, gindex, pair_slot, centre_slot
 
 
+@njit(cache=True)
+def filter_pairs(first, index, vectors, distances, cutoff):
+    """The CSR sub-list of pairs with distance < cutoff (one pass, order kept)."""
+    n = first.shape[0] - 1
+    keep = 0
+    for k in range(index.shape[0]):
+        if distances[k] < cutoff:
+            keep += 1
+    nfirst = np.empty(n + 1, dtype=np.int64)
+    nindex = np.empty(keep, dtype=np.int64)
+    nvec = np.empty((keep, 3))
+    q = 0
+    nfirst[0] = 0
+    for i in range(n):
+        for k in range(first[i], first[i + 1]):
+            if distances[k] < cutoff:
+                nindex[q] = index[k]
+                nvec[q, 0] = vectors[k, 0]
+                nvec[q, 1] = vectors[k, 1]
+                nvec[q, 2] = vectors[k, 2]
+                q += 1
+        nfirst[i + 1] = q
+    return nfirst, nindex, nvec
+
+
+@njit(cache=True)
+def assemble_forces(first, index, vectors, t, F, W):
+    """Add pair terms t_k = ∂ε_i/∂r_ij to forces (F_j −= t_k, F_i += t_k) and to
+    W_ab += Σ_k t_k,a r_k,b (∂E/∂ε), in place."""
+    n = first.shape[0] - 1
+    for i in range(n):
+        for k in range(first[i], first[i + 1]):
+            j = index[k]
+            for a in range(3):
+                ta = t[k, a]
+                F[j, a] -= ta
+                F[i, a] += ta
+                for b in range(3):
+                    W[a, b] += ta * vectors[k, b]
+
+
 # --------------------------------------------------------------------------- objects
 @dataclass
 class DescriptorGradients:
@@ -592,13 +633,9 @@ class Environment:
             first, index, vectors = nl.first, nl.index, nl.vectors
         else:
             first, index, vectors = nl.first, nl.index, nl.vectors
-            keep = nl.distances < cutoff
-            if not keep.all():
-                centre = np.repeat(np.arange(self.n_atoms), np.diff(first))
-                counts = np.bincount(centre[keep], minlength=self.n_atoms)
-                first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-                index = np.ascontiguousarray(index[keep])
-                vectors = np.ascontiguousarray(vectors[keep])
+            if len(nl.distances) and nl.distances.max() >= cutoff:
+                first, index, vectors = filter_pairs(first, index, vectors, nl.distances,
+                                                     float(cutoff))
         self.first = first
         self.index = index
         self.vectors = vectors
