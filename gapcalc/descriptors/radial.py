@@ -186,11 +186,13 @@ def radial_integral(d, h, values, derivs, g, dg):
 
 
 def transposed_table(table):
-    """(h, values_ln, derivs_ln) with the radial table laid out (n_grid, l_max+1, n_max):
-    the n-fastest order the reverse-mode kernels use (contiguous n lanes)."""
+    """(h, values_ln, derivs_ln): the radial table laid out (n_grid, (l_max+1)·n_max), l-major
+    and n fastest, the order the reverse-mode kernels use (contiguous n lanes, and one
+    flat, vectorisable loop per interpolation)."""
     h, values, derivs, _ = table
-    vt = np.ascontiguousarray(values.transpose(0, 2, 1))
-    dt = np.ascontiguousarray(derivs.transpose(0, 2, 1))
+    n_grid = values.shape[0]
+    vt = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(n_grid, -1)
+    dt = np.ascontiguousarray(derivs.transpose(0, 2, 1)).reshape(n_grid, -1)
     vt.setflags(write=False)
     dt.setflags(write=False)
     return h, vt, dt
@@ -198,7 +200,8 @@ def transposed_table(table):
 
 @njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
 def radial_integral_ln(d, h, values, derivs, g, dg, with_derivative):
-    """As :func:`radial_integral` on a (n_grid, l_max+1, n_max) table: g, dg (l_max+1, n_max).
+    """As :func:`radial_integral` on a flat (n_grid, (l_max+1)·n_max) table from
+    :func:`transposed_table`: g, dg are flat ((l_max+1)·n_max,) outputs (index l·n_max + n).
 
     ``dg`` is only written when ``with_derivative``."""
     s = d / h
@@ -210,20 +213,17 @@ def radial_integral_ln(d, h, values, derivs, g, dg, with_derivative):
     h10 = (t3 - 2 * t2 + t) * h
     h01 = -2 * t3 + 3 * t2
     h11 = (t3 - t2) * h
-    lp = values.shape[1]
-    nmax = values.shape[2]
     v0 = values[k]
     v1 = values[k + 1]
     m0 = derivs[k]
     m1 = derivs[k + 1]
-    for l in range(lp):
-        for n in range(nmax):
-            g[l, n] = h00 * v0[l, n] + h10 * m0[l, n] + h01 * v1[l, n] + h11 * m1[l, n]
+    W = values.shape[1]
+    for q in range(W):
+        g[q] = h00 * v0[q] + h10 * m0[q] + h01 * v1[q] + h11 * m1[q]
     if with_derivative:
         e00 = (6 * t2 - 6 * t) / h
         e10 = 3 * t2 - 4 * t + 1.0
         e01 = (-6 * t2 + 6 * t) / h
         e11 = 3 * t2 - 2 * t
-        for l in range(lp):
-            for n in range(nmax):
-                dg[l, n] = e00 * v0[l, n] + e10 * m0[l, n] + e01 * v1[l, n] + e11 * m1[l, n]
+        for q in range(W):
+            dg[q] = e00 * v0[q] + e10 * m0[q] + e01 * v1[q] + e11 * m1[q]

@@ -50,12 +50,12 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
 
     first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
     spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in the
-    (n_grid, l_max+1, n_max) layout of :func:`.radial.transposed_table`.
+    flat (n_grid, (l_max+1)·n_max) layout of :func:`.radial.transposed_table`.
     Each centre accumulates in an (S, L2, n_max) buffer so that the innermost loop
     runs over n (contiguous, vectorised), and is written out once.
     """
     n_atoms = first.shape[0] - 1
-    n_max = values_ln.shape[2]
+    n_max = values_ln.shape[1] // (l_max + 1)
     L2 = (l_max + 1) * (l_max + 1)
     c = np.empty((n_atoms, n_species, n_max, L2))
     y00 = 0.5 / math.sqrt(math.pi)
@@ -64,7 +64,8 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
         Q = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
         S = np.empty(l_max + 1)
-        g = np.empty((l_max + 1, n_max))
+        g_flat = np.empty((l_max + 1) * n_max)
+        g = g_flat.reshape((l_max + 1, n_max))
         u = np.empty(3)
         acc = np.zeros((n_species, L2, n_max))
         for n in range(n_max):
@@ -73,7 +74,7 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
             d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
             for a in range(3):
                 u[a] = vectors[k, a] / d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g, g, False)
+            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
             real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
             A = acc[spec[index[k]]]
             for l in range(l_max + 1):
@@ -135,7 +136,7 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
     (n_atoms, S, n_max, L2) array is allocated. Returns (p, |p|) as
     :func:`power_spectrum` (p normalised when ``normalize``)."""
     n_atoms = first.shape[0] - 1
-    n_max = values_ln.shape[2]
+    n_max = values_ln.shape[1] // (l_max + 1)
     L2 = (l_max + 1) * (l_max + 1)
     lp = l_max + 1
     W = n_species * n_max
@@ -148,7 +149,8 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
         Q = np.empty((lp, lp))
         C = np.empty(lp)
         S = np.empty(lp)
-        g = np.empty((lp, n_max))
+        g_flat = np.empty(lp * n_max)
+        g = g_flat.reshape((lp, n_max))
         u = np.empty(3)
         acc = np.zeros((n_species, L2, n_max))
         cT = np.empty((L2, W))
@@ -159,7 +161,7 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
             d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
             for a in range(3):
                 u[a] = vectors[k, a] / d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g, g, False)
+            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
             real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
             A = acc[spec[index[k]]]
             for l in range(lp):
@@ -375,11 +377,11 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
 
     ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``).
     Forces follow as F_j -= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b.
-    Radial table in the (n_grid, l_max+1, n_max) layout; ∂ε_i/∂c_i is held as
+    Radial table in the flat layout of :func:`.radial.transposed_table`; ∂ε_i/∂c_i is held as
     (L2, S·n_max) so the per-pair contractions run over contiguous n.
     """
     n_atoms = first.shape[0] - 1
-    n_max = values_ln.shape[2]
+    n_max = values_ln.shape[1] // (l_max + 1)
     n_species = c.shape[1]
     L2 = (l_max + 1) * (l_max + 1)
     D = f_w.shape[0]
@@ -392,8 +394,10 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
         dQ = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
         S = np.empty(l_max + 1)
-        g = np.empty((l_max + 1, n_max))
-        dg = np.empty((l_max + 1, n_max))
+        g_flat = np.empty((l_max + 1) * n_max)
+        dg_flat = np.empty((l_max + 1) * n_max)
+        g = g_flat.reshape((l_max + 1, n_max))
+        dg = dg_flat.reshape((l_max + 1, n_max))
         u = np.empty(3)
         B = np.empty(L2)
         gp = np.empty(D)
@@ -442,7 +446,7 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
             inv_d = 1.0 / d
             for a in range(3):
                 u[a] = vectors[k, a] * inv_d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g, dg, True)
+            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, dg_flat, True)
             real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
             off = spec[index[k]] * n_max
             radial_part = 0.0
@@ -711,7 +715,7 @@ class SOAP:
 
     @property
     def _table_ln(self):
-        """The radial table in (n_grid, l_max+1, n_max) layout (built once per instance)."""
+        """The radial table in the flat (n_grid, (l_max+1)·n_max) layout (built once per instance)."""
         t = self.__dict__.get("_table_ln_cache")
         if t is None:
             t = self.__dict__["_table_ln_cache"] = transposed_table(self._table)
