@@ -37,8 +37,8 @@ from numba import njit, prange
 
 from ..neighbors import neighbor_list
 from .radial import radial_integral, radial_integral_ln, radial_table, transposed_table
-from .spherical import (normalisation, project_gradient, real_spherical_harmonics,
-                        real_spherical_harmonics_values)
+from .spherical import (harmonics_contract, normalisation, project_gradient,
+                        real_spherical_harmonics, real_spherical_harmonics_values)
 from .species import SpeciesMap
 
 
@@ -388,8 +388,6 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
     W = n_species * n_max
     out = np.empty((vectors.shape[0], 3))
     for i in prange(n_atoms):
-        Y = np.empty(L2)
-        dY = np.empty((L2, 3))
         Q = np.empty((l_max + 1, l_max + 1))
         dQ = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
@@ -400,6 +398,8 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
         dg = dg_flat.reshape((l_max + 1, n_max))
         u = np.empty(3)
         B = np.empty(L2)
+        Ar = np.empty(L2)
+        tg = np.empty(3)
         gp = np.empty(D)
         H = np.empty((l_max + 1, W, W))
         cT = np.empty((L2, W))
@@ -447,9 +447,7 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
             for a in range(3):
                 u[a] = vectors[k, a] * inv_d
             radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, dg_flat, True)
-            real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
             off = spec[index[k]] * n_max
-            radial_part = 0.0
             for l in range(l_max + 1):
                 gl = g[l]
                 dgl = dg[l]
@@ -461,15 +459,13 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
                         b += row[n] * gl[n]
                         a += row[n] * dgl[n]
                     B[lm] = b
-                    radial_part += a * Y[lm]
-            # angular part: Σ_lm B_lm ∇_r Y_lm, with ∇_r Y = (∇f - u(u·∇f))/d
-            t0 = 0.0
-            t1 = 0.0
-            t2 = 0.0
-            for lm in range(L2):
-                t0 += B[lm] * dY[lm, 0]
-                t1 += B[lm] * dY[lm, 1]
-                t2 += B[lm] * dY[lm, 2]
+                    Ar[lm] = a
+            # radial part Σ_lm A_lm Y_lm and angular part Σ_lm B_lm ∇f_lm in one sweep
+            # of the harmonics recursion; ∇_r Y = (∇f - u(u·∇f))/d
+            radial_part = harmonics_contract(u, l_max, norm, Ar, B, Q, dQ, C, S, tg)
+            t0 = tg[0]
+            t1 = tg[1]
+            t2 = tg[2]
             ud = u[0] * t0 + u[1] * t1 + u[2] * t2
             out[k, 0] = radial_part * u[0] + (t0 - u[0] * ud) * inv_d
             out[k, 1] = radial_part * u[1] + (t1 - u[1] * ud) * inv_d

@@ -124,6 +124,56 @@ def real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S):
             Y[base - m] = a * S[m]
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def harmonics_contract(u, l_max, norm, A, B, Q, dQ, C, S, grad):
+    """Σ_lm A_lm Y_lm(u), returned, and Σ_lm B_lm ∇_u f_lm(u) into ``grad`` (3,), without
+    storing Y or its derivatives (same recursion and formulas as
+    :func:`real_spherical_harmonics`; project ``grad`` with the tangential projection)."""
+    x, y, z = u[0], u[1], u[2]
+    C[0] = 1.0
+    S[0] = 0.0
+    for m in range(1, l_max + 1):
+        C[m] = x * C[m - 1] - y * S[m - 1]
+        S[m] = x * S[m - 1] + y * C[m - 1]
+    for m in range(l_max + 1):
+        if m == 0:
+            Q[0, 0] = 1.0
+        else:
+            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
+        dQ[m, m] = 0.0
+        if m + 1 <= l_max:
+            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
+            dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
+        for l in range(m + 2, l_max + 1):
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
+            dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
+                        - (l + m - 1) * dQ[l - 2, m]) * _RECIP[l - m]
+    sqrt2 = math.sqrt(2.0)
+    ay = 0.0
+    t0 = 0.0
+    t1 = 0.0
+    t2 = 0.0
+    for l in range(l_max + 1):
+        base = l * l + l
+        n0 = norm[l, 0]
+        ay += A[base] * n0 * Q[l, 0]
+        t2 += B[base] * n0 * dQ[l, 0]
+        for m in range(1, l + 1):
+            a = sqrt2 * norm[l, m]
+            aq = a * Q[l, m]
+            adq = a * dQ[l, m]
+            bc = B[base + m]
+            bs = B[base - m]
+            ay += aq * (A[base + m] * C[m] + A[base - m] * S[m])
+            t0 += aq * m * (bc * C[m - 1] + bs * S[m - 1])
+            t1 += aq * m * (bs * C[m - 1] - bc * S[m - 1])
+            t2 += adq * (bc * C[m] + bs * S[m])
+    grad[0] = t0
+    grad[1] = t1
+    grad[2] = t2
+    return ay
+
+
 @njit(cache=True, nogil=True)
 def project_gradient(u, inv_r, dY, L2):
     """Turn polynomial derivatives dY (L2, 3) into ∇_r Y_lm(r/|r|), in place (1/Å)."""
