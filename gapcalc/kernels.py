@@ -97,8 +97,8 @@ class DotProduct:
         for lo in range(0, len(P), _ROWS):
             S = P[lo:lo + _ROWS] @ X.T
             Sz1 = _power(S, self.zeta - 1)
-            eps[lo:lo + _ROWS] = (Sz1 * S) @ alpha
-            Sz1 *= alpha
+            Sz1 *= alpha                                   # α_m s^{ζ-1}
+            eps[lo:lo + _ROWS] = np.einsum("im,im->i", Sz1, S)
             np.matmul(Sz1, X, out=w[lo:lo + _ROWS])
         eps *= self.delta ** 2
         w *= self.zeta * self.delta ** 2
