@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit, prange
@@ -43,6 +44,70 @@ from .species import SpeciesMap
 
 
 # --------------------------------------------------------------------------- kernels
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
+                        l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u):
+    """Density coefficients of atom i into acc (S, L2, n_max), n fastest (Eq. 8).
+
+    Y, Q, C, S, g_flat (l_max+1)·n_max, u (3,) are scratch arrays."""
+    n_max = acc.shape[2]
+    g = g_flat.reshape((l_max + 1, n_max))
+    acc[:] = 0.0
+    y00 = 0.5 / math.sqrt(math.pi)
+    for n in range(n_max):
+        acc[spec[i], 0, n] += centre_weight * centre[n] * y00
+    for k in range(first[i], first[i + 1]):
+        d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
+        for a in range(3):
+            u[a] = vectors[k, a] / d
+        radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
+        real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
+        A = acc[spec[index[k]]]
+        for l in range(l_max + 1):
+            gl = g[l]
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                y = Y[lm]
+                row = A[lm]
+                for n in range(n_max):
+                    row[n] += y * gl[n]
+
+
+@njit(cache=True, nogil=True)
+def _coefficients_by_lm(c, i, cT):
+    """cT[lm, s·n_max + n] = c[i, s, n, lm]: atom i's coefficients, (species, n) fastest."""
+    n_max = c.shape[2]
+    for s in range(c.shape[1]):
+        for n in range(n_max):
+            for lm in range(c.shape[3]):
+                cT[lm, s * n_max + n] = c[i, s, n, lm]
+
+
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def _spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p_row):
+    """One atom's power spectrum (Eq. 9) into p_row from cT (L2, S·n_max); returns |p|².
+
+    The Gram matrices G_l[a, b] = Σ_m c_{a,lm} c_{b,lm} (scratch G (l_max+1, W, W)) are
+    built as sums of outer products (full rows: a fixed, vectorisable innermost loop),
+    then the a ≤ b entries are gathered into the features."""
+    W = cT.shape[1]
+    G[:] = 0.0
+    for l in range(G.shape[0]):
+        Gl = G[l]
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            row = cT[lm]
+            for a in range(W):
+                va = row[a]
+                Ga = Gl[a]
+                for b in range(W):
+                    Ga[b] += va * row[b]
+    sq = 0.0
+    for f in range(f_w.shape[0]):
+        v = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
+        p_row[f] = v
+        sq += v * v
+    return sq
+
+
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
               norm, centre_weight):
@@ -58,32 +123,16 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
     n_max = values_ln.shape[1] // (l_max + 1)
     L2 = (l_max + 1) * (l_max + 1)
     c = np.empty((n_atoms, n_species, n_max, L2))
-    y00 = 0.5 / math.sqrt(math.pi)
     for i in prange(n_atoms):
         Y = np.empty(L2)
         Q = np.empty((l_max + 1, l_max + 1))
         C = np.empty(l_max + 1)
         S = np.empty(l_max + 1)
         g_flat = np.empty((l_max + 1) * n_max)
-        g = g_flat.reshape((l_max + 1, n_max))
         u = np.empty(3)
-        acc = np.zeros((n_species, L2, n_max))
-        for n in range(n_max):
-            acc[spec[i], 0, n] += centre_weight * centre[n] * y00
-        for k in range(first[i], first[i + 1]):
-            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
-            for a in range(3):
-                u[a] = vectors[k, a] / d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
-            real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
-            A = acc[spec[index[k]]]
-            for l in range(l_max + 1):
-                gl = g[l]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    y = Y[lm]
-                    row = A[lm]
-                    for n in range(n_max):
-                        row[n] += y * gl[n]
+        acc = np.empty((n_species, L2, n_max))
+        _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
+                            l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u)
         for s in range(n_species):
             for n in range(n_max):
                 for lm in range(L2):
@@ -94,36 +143,19 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
     """Unnormalised power spectrum p (n_atoms, D) from c; feature f couples
-    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w.
-
-    Per atom, the Gram matrices G_l[a, b] = Σ_m c_{a,lm} c_{b,lm} over the flattened
-    (species, n) index are built as sums of outer products (full rows: a fixed,
-    vectorisable innermost loop), then the a ≤ b entries are gathered into the
-    features (Eq. 9)."""
+    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w (Eq. 9);
+    per atom through :func:`_spectrum_row`."""
     n_atoms = c.shape[0]
     n_max = c.shape[2]
     L2 = c.shape[3]
     W = c.shape[1] * n_max
     lp = int(round(math.sqrt(L2)))
-    D = f_w.shape[0]
-    p = np.empty((n_atoms, D))
+    p = np.empty((n_atoms, f_w.shape[0]))
     for i in prange(n_atoms):
         cT = np.empty((L2, W))
-        G = np.zeros((lp, W, W))
-        for a in range(W):
-            for lm in range(L2):
-                cT[lm, a] = c[i, a // n_max, a % n_max, lm]
-        for l in range(lp):
-            Gl = G[l]
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                row = cT[lm]
-                for a in range(W):
-                    va = row[a]
-                    Ga = Gl[a]
-                    for b in range(W):      # full rows: fixed trip count, vectorised
-                        Ga[b] += va * row[b]
-        for f in range(D):
-            p[i, f] = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
+        G = np.empty((lp, W, W))
+        _coefficients_by_lm(c, i, cT)
+        _spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p[i])
     return p
 
 
@@ -141,7 +173,6 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
     lp = l_max + 1
     W = n_species * n_max
     D = f_w.shape[0]
-    y00 = 0.5 / math.sqrt(math.pi)
     p = np.empty((n_atoms, D))
     pnorm = np.empty(n_atoms)
     for i in prange(n_atoms):
@@ -150,48 +181,19 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
         C = np.empty(lp)
         S = np.empty(lp)
         g_flat = np.empty(lp * n_max)
-        g = g_flat.reshape((lp, n_max))
         u = np.empty(3)
-        acc = np.zeros((n_species, L2, n_max))
+        acc = np.empty((n_species, L2, n_max))
         cT = np.empty((L2, W))
-        G = np.zeros((lp, W, W))
-        for n in range(n_max):
-            acc[spec[i], 0, n] += centre_weight * centre[n] * y00
-        for k in range(first[i], first[i + 1]):
-            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
-            for a in range(3):
-                u[a] = vectors[k, a] / d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
-            real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
-            A = acc[spec[index[k]]]
-            for l in range(lp):
-                gl = g[l]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    y = Y[lm]
-                    row = A[lm]
-                    for n in range(n_max):
-                        row[n] += y * gl[n]
+        G = np.empty((lp, W, W))
+        _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
+                            l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u)
         for s in range(n_species):
             for lm in range(L2):
                 src = acc[s, lm]
                 dst = cT[lm]
                 for n in range(n_max):
                     dst[s * n_max + n] = src[n]
-        for l in range(lp):
-            Gl = G[l]
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                row = cT[lm]
-                for a in range(W):
-                    va = row[a]
-                    Ga = Gl[a]
-                    for b in range(W):
-                        Ga[b] += va * row[b]
-        sq = 0.0
-        for f in range(D):
-            v = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
-            p[i, f] = v
-            sq += v * v
-        nrm = math.sqrt(sq)
+        nrm = math.sqrt(_spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p[i]))
         pnorm[i] = nrm
         if normalize and nrm > 0.0:
             inv = 1.0 / nrm
@@ -318,10 +320,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
             loc[:nsl] = 0.0
             if with_strain:
                 st[:] = 0.0
-            for s2 in range(n_species):
-                for n2 in range(n_max):
-                    for lm in range(L2):
-                        ciT[lm, s2 * n_max + n2] = c[i, s2, n2, lm]
+            _coefficients_by_lm(c, i, ciT)
             ic = centre_slot[i] - g0
             for k in range(first[i], first[i + 1]):
                 _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y,
@@ -426,9 +425,7 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
             wf = f_w[f] * gp[f]
             H[l, a1, a2] += wf
             H[l, a2, a1] += wf
-        for a in range(W):
-            for lm in range(L2):
-                cT[lm, a] = c[i, a // n_max, a % n_max, lm]
+        _coefficients_by_lm(c, i, cT)
         Gc.fill(0.0)
         for l in range(l_max + 1):
             Hl = H[l]
@@ -600,6 +597,8 @@ class Environment:
         """One environment over many structures: atoms numbered consecutively, frame by
         frame (frame k owns atoms ``offsets[k]:offsets[k+1]``), so every kernel runs
         once for the whole batch instead of once per (small) structure."""
+        if not frames:
+            raise ValueError("no structures given")
         env = cls.__new__(cls)
         firsts, indices, vectors, specs = [], [], [], []
         offsets = [0]
@@ -615,8 +614,6 @@ class Environment:
             specs.append(one.spec)
             n_pairs += len(one.index)
             offsets.append(offsets[-1] + one.n_atoms)
-        if not frames:
-            raise ValueError("no structures given")
         env.n_atoms = offsets[-1]
         env.spec = np.concatenate(specs)
         env.first = np.concatenate(firsts).astype(np.int64)
@@ -709,13 +706,10 @@ class SOAP:
     def environment(self, atoms, nl=None) -> Environment:
         return Environment(atoms, self.cutoff, self.species, nl)
 
-    @property
+    @cached_property
     def _table_ln(self):
-        """The radial table in the flat (n_grid, (l_max+1)·n_max) layout (built once per instance)."""
-        t = self.__dict__.get("_table_ln_cache")
-        if t is None:
-            t = self.__dict__["_table_ln_cache"] = transposed_table(self._table)
-        return t
+        """The radial table in the flat (n_grid, (l_max+1)·n_max) layout."""
+        return transposed_table(self._table)
 
     def expand(self, env: Environment) -> np.ndarray:
         h, values_ln, derivs_ln = self._table_ln
@@ -730,19 +724,21 @@ class SOAP:
                                   len(self.species), h, values_ln, derivs_ln, self._table[3],
                                   self.l_max, self._norm, self.centre_weight, *self._features,
                                   self.normalize)
-        if self.normalize and np.any(pnorm == 0):
-            raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
+        self._check_norms(pnorm)
         return p
 
     def spectrum(self, c):
         """(p̂, |p|) from expansion coefficients; p̂ = p when normalize is False."""
         p = power_spectrum(c, *self._features)
         pnorm = np.sqrt(np.einsum("ij,ij->i", p, p))
+        self._check_norms(pnorm)
         if self.normalize:
-            if np.any(pnorm == 0):
-                raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
             p /= pnorm[:, None]          # in place: no second (n_atoms × D) array
         return p, pnorm
+
+    def _check_norms(self, pnorm):
+        if self.normalize and np.any(pnorm == 0):
+            raise ValueError("zero power spectrum (isolated atom with centre_weight=0?)")
 
     def compute(self, atoms, gradients=False, nl=None, strain=True):
         """Features (n_atoms, n_features); with gradients=True also :class:`DescriptorGradients`.
@@ -763,8 +759,6 @@ class SOAP:
             return self.features(env)
         c = self.expand(env)
         p, pnorm = self.spectrum(c)
-        if not gradients:
-            return p
         return p, self.gradients(env, c, p, pnorm, strain=strain)
 
     def gradients(self, env, c, p, pnorm, strain=True) -> DescriptorGradients:
