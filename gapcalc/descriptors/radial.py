@@ -154,25 +154,26 @@ def radial_table(cutoff: float, n_max: int, l_max: int, atom_sigma: float,
     return h, values, derivs, centre
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _hermite(d, h):
+    """Grid cell k of distance d and the cubic-Hermite weights on a grid of spacing h:
+    value = h00 y_k + h10 y'_k + h01 y_k+1 + h11 y'_k+1, derivative with e00..e11."""
+    s = d / h
+    k = int(s)
+    t = s - k
+    t2 = t * t
+    t3 = t2 * t
+    return (k, 2 * t3 - 3 * t2 + 1.0, (t3 - 2 * t2 + t) * h, -2 * t3 + 3 * t2, (t3 - t2) * h,
+            (6 * t2 - 6 * t) / h, 3 * t2 - 4 * t + 1.0, (-6 * t2 + 6 * t) / h, 3 * t2 - 2 * t)
+
+
 @njit(cache=True, nogil=True)
 def radial_integral(d, h, values, derivs, g, dg):
     """Cubic-Hermite interpolation of the tabulated g_nl(d) = f_c(d) I_nl(d).
 
     d : distance (Å), must be < cutoff.  g, dg : (n_max, l_max+1) outputs (value, d/dd).
     """
-    s = d / h
-    k = int(s)
-    t = s - k
-    t2 = t * t
-    t3 = t2 * t
-    h00 = 2 * t3 - 3 * t2 + 1.0
-    h10 = (t3 - 2 * t2 + t) * h
-    h01 = -2 * t3 + 3 * t2
-    h11 = (t3 - t2) * h
-    e00 = (6 * t2 - 6 * t) / h
-    e10 = 3 * t2 - 4 * t + 1.0
-    e01 = (-6 * t2 + 6 * t) / h
-    e11 = 3 * t2 - 2 * t
+    k, h00, h10, h01, h11, e00, e10, e01, e11 = _hermite(d, h)
     nmax = values.shape[1]
     lp = values.shape[2]
     for n in range(nmax):
@@ -204,15 +205,7 @@ def radial_integral_ln(d, h, values, derivs, g, dg, with_derivative):
     :func:`transposed_table`: g, dg are flat ((l_max+1)·n_max,) outputs (index l·n_max + n).
 
     ``dg`` is only written when ``with_derivative``."""
-    s = d / h
-    k = int(s)
-    t = s - k
-    t2 = t * t
-    t3 = t2 * t
-    h00 = 2 * t3 - 3 * t2 + 1.0
-    h10 = (t3 - 2 * t2 + t) * h
-    h01 = -2 * t3 + 3 * t2
-    h11 = (t3 - t2) * h
+    k, h00, h10, h01, h11, e00, e10, e01, e11 = _hermite(d, h)
     v0 = values[k]
     v1 = values[k + 1]
     m0 = derivs[k]
@@ -221,9 +214,5 @@ def radial_integral_ln(d, h, values, derivs, g, dg, with_derivative):
     for q in range(W):
         g[q] = h00 * v0[q] + h10 * m0[q] + h01 * v1[q] + h11 * m1[q]
     if with_derivative:
-        e00 = (6 * t2 - 6 * t) / h
-        e10 = 3 * t2 - 4 * t + 1.0
-        e01 = (-6 * t2 + 6 * t) / h
-        e11 = 3 * t2 - 2 * t
         for q in range(W):
             dg[q] = e00 * v0[q] + e10 * m0[q] + e01 * v1[q] + e11 * m1[q]

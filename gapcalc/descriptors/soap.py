@@ -44,7 +44,7 @@ from .species import SpeciesMap
 
 
 # --------------------------------------------------------------------------- kernels
-@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
 def _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
                         l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u):
     """Density coefficients of atom i into acc (S, L2, n_max), n fastest (Eq. 8).
@@ -82,7 +82,7 @@ def _coefficients_by_lm(c, i, cT):
                 cT[lm, s * n_max + n] = c[i, s, n, lm]
 
 
-@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
 def _spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p_row):
     """One atom's power spectrum (Eq. 9) into p_row from cT (L2, S·n_max); returns |p|².
 

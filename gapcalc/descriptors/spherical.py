@@ -42,6 +42,37 @@ def normalisation(l_max: int) -> np.ndarray:
     return norm
 
 
+@njit(cache=True, fastmath=False, nogil=True, inline="always")
+def _azimuthal(x, y, l_max, C, S):
+    """C_m + i S_m = (x + i y)^m for m = 0..l_max."""
+    C[0] = 1.0
+    S[0] = 0.0
+    for m in range(1, l_max + 1):
+        C[m] = x * C[m - 1] - y * S[m - 1]
+        S[m] = x * S[m - 1] + y * C[m - 1]
+
+
+@njit(cache=True, fastmath=False, nogil=True, inline="always")
+def _legendre(z, l_max, Q, dQ, with_derivative):
+    """Q_lm(z) = P_l^m(z) / sin^m θ by recursion, and dQ_lm/dz when ``with_derivative``."""
+    for m in range(l_max + 1):
+        if m == 0:
+            Q[0, 0] = 1.0
+        else:
+            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
+        if with_derivative:
+            dQ[m, m] = 0.0
+        if m + 1 <= l_max:
+            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
+            if with_derivative:
+                dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
+        for l in range(m + 2, l_max + 1):
+            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
+            if with_derivative:
+                dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
+                            - (l + m - 1) * dQ[l - 2, m]) * _RECIP[l - m]
+
+
 @njit(cache=True, fastmath=False, nogil=True)
 def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
     """Evaluate Y_lm(u) and ∇_u f_lm for a unit vector u (no projection).
@@ -51,27 +82,8 @@ def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
     polynomial f_lm (project with :func:`project_gradient` to get ∇_r Y).
     Q, dQ : (l_max+1, l_max+1) and C, S : (l_max+1,) scratch arrays.
     """
-    x, y, z = u[0], u[1], u[2]
-    # (x + i y)^m and its derivatives
-    C[0] = 1.0
-    S[0] = 0.0
-    for m in range(1, l_max + 1):
-        C[m] = x * C[m - 1] - y * S[m - 1]
-        S[m] = x * S[m - 1] + y * C[m - 1]
-    # Q_lm(z) and dQ_lm/dz
-    for m in range(l_max + 1):
-        if m == 0:
-            Q[0, 0] = 1.0
-        else:
-            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
-        dQ[m, m] = 0.0
-        if m + 1 <= l_max:
-            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
-            dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
-        for l in range(m + 2, l_max + 1):
-            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
-            dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
-                        - (l + m - 1) * dQ[l - 2, m]) * _RECIP[l - m]
+    _azimuthal(u[0], u[1], l_max, C, S)     # (x + i y)^m
+    _legendre(u[2], l_max, Q, dQ, True)     # Q_lm(z) and dQ_lm/dz
     sqrt2 = math.sqrt(2.0)
     for l in range(l_max + 1):
         base = l * l + l
@@ -99,21 +111,8 @@ def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
 @njit(cache=True, fastmath=False, nogil=True)
 def real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S):
     """Y_lm(u) only (no derivatives): the forward expansion needs nothing else."""
-    x, y, z = u[0], u[1], u[2]
-    C[0] = 1.0
-    S[0] = 0.0
-    for m in range(1, l_max + 1):
-        C[m] = x * C[m - 1] - y * S[m - 1]
-        S[m] = x * S[m - 1] + y * C[m - 1]
-    for m in range(l_max + 1):
-        if m == 0:
-            Q[0, 0] = 1.0
-        else:
-            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
-        if m + 1 <= l_max:
-            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
-        for l in range(m + 2, l_max + 1):
-            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
+    _azimuthal(u[0], u[1], l_max, C, S)
+    _legendre(u[2], l_max, Q, Q, False)
     sqrt2 = math.sqrt(2.0)
     for l in range(l_max + 1):
         base = l * l + l
@@ -129,25 +128,8 @@ def harmonics_contract(u, l_max, norm, A, B, Q, dQ, C, S, grad):
     """Σ_lm A_lm Y_lm(u), returned, and Σ_lm B_lm ∇_u f_lm(u) into ``grad`` (3,), without
     storing Y or its derivatives (same recursion and formulas as
     :func:`real_spherical_harmonics`; project ``grad`` with the tangential projection)."""
-    x, y, z = u[0], u[1], u[2]
-    C[0] = 1.0
-    S[0] = 0.0
-    for m in range(1, l_max + 1):
-        C[m] = x * C[m - 1] - y * S[m - 1]
-        S[m] = x * S[m - 1] + y * C[m - 1]
-    for m in range(l_max + 1):
-        if m == 0:
-            Q[0, 0] = 1.0
-        else:
-            Q[m, m] = -(2 * m - 1) * Q[m - 1, m - 1]
-        dQ[m, m] = 0.0
-        if m + 1 <= l_max:
-            Q[m + 1, m] = (2 * m + 1) * z * Q[m, m]
-            dQ[m + 1, m] = (2 * m + 1) * Q[m, m]
-        for l in range(m + 2, l_max + 1):
-            Q[l, m] = ((2 * l - 1) * z * Q[l - 1, m] - (l + m - 1) * Q[l - 2, m]) * _RECIP[l - m]
-            dQ[l, m] = ((2 * l - 1) * (Q[l - 1, m] + z * dQ[l - 1, m])
-                        - (l + m - 1) * dQ[l - 2, m]) * _RECIP[l - m]
+    _azimuthal(u[0], u[1], l_max, C, S)
+    _legendre(u[2], l_max, Q, dQ, True)
     sqrt2 = math.sqrt(2.0)
     ay = 0.0
     t0 = 0.0
