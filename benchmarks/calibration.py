@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,16 +46,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-THREAD_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from _common import THREAD_VARS, run_json_worker, thread_env  # noqa: E402
 SOAP = dict(cutoff=5.0, cutoff_width=0.5, n_max=8, l_max=6, atom_sigma=0.5)
 DEFAULT_SI_MODEL = "/tmp/gap_compare/si_soap2b_gapcalc/model.npz"
-
-
-def single_thread_env():
-    env = dict(os.environ)
-    env.update({v: "1" for v in THREAD_VARS})
-    return env
 
 
 def log(msg):
@@ -230,15 +222,9 @@ def worker_timing(system: str, min_time: float) -> dict:
 
 
 def spawn_timing(system, min_time, timeout=7200):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-timing", system,
-           "--min-time", str(min_time)]
     log(f"timing {system}")
-    proc = subprocess.run(cmd, env=single_thread_env(), capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode:
-        log(f"timing worker failed:\n{proc.stderr[-3000:]}")
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_worker(__file__, ["--worker-timing", system, "--min-time", min_time],
+                           thread_env(1), timeout, log)
 
 
 def plot(raw, path):

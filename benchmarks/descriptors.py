@@ -71,6 +71,7 @@ from importlib import metadata
 from typing import Callable
 
 import workloads
+from _common import thread_env
 
 HYPERS = dict(cutoff=5.0, cutoff_width=0.5, n_max=8, l_max=6, atom_sigma=0.5)
 CODES = ("gapcalc", "dscribe", "featomic", "quippy")
@@ -80,13 +81,6 @@ DISTRIBUTIONS = {  # code -> PyPI distribution holding it
     "featomic": "featomic",
     "quippy": "quippy-ase",
 }
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "NUMBA_NUM_THREADS",
-    "RAYON_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-)
 QUICK_ETHANOL = 10  # molecules in W3 for --quick
 COMPILE_WORKLOAD = "W1"
 
@@ -350,9 +344,7 @@ def spawn(
     extra_env: dict | None = None,
 ) -> dict:
     """Run one measurement in a fresh interpreter and return its result dict."""
-    env = dict(os.environ)
-    env.update({var: str(threads) for var in THREAD_VARS})
-    env.update(extra_env or {})
+    env = thread_env(threads, extra_env)
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.json")
         command = [

@@ -33,22 +33,15 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from _common import run_gap_fit, run_json_worker, thread_env
+
 SOAP = dict(cutoff=5.0, cutoff_width=0.5, n_max=8, l_max=6, atom_sigma=0.5)
 M = 1000
 SIGMAS = (0.002, 0.1, 0.1)
-
-
-def single_thread_env():
-    env = dict(os.environ)
-    env.update({v: "1" for v in THREAD_VARS})
-    return env
 
 
 def rss_now_mb() -> float:
@@ -127,16 +120,7 @@ def worker_gap_fit(path: Path, n: int, workdir: Path) -> dict:
            "energy_parameter_name=energy", "force_parameter_name=forces",
            "virial_parameter_name=virial", "do_copy_at_file=F", "sparse_separate_file=F",
            "rnd_seed=1", "gp_file=gap.xml"]
-    t0 = time.perf_counter()
-    with open(workdir / "gap_fit.log", "w") as logf:
-        proc = subprocess.run(cmd, cwd=workdir, stdout=logf, stderr=subprocess.STDOUT,
-                              env=single_thread_env())
-    wall = time.perf_counter() - t0
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"gap_fit failed; see {workdir / 'gap_fit.log'}")
-    return {"code": "gap_fit", "frames": n, "fit_cpu_s": ru.ru_utime + ru.ru_stime,
-            "fit_wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024.0,
+    return {"code": "gap_fit", "frames": n, **run_gap_fit(cmd, workdir),
             "command": " ".join(cmd)}
 
 
@@ -144,19 +128,10 @@ def worker_gap_fit(path: Path, n: int, workdir: Path) -> dict:
 
 
 def spawn(args, timeout) -> dict | None:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     print(f"[fit_memory {time.strftime('%H:%M:%S')}] {' '.join(args)}", file=sys.stderr,
           flush=True)
-    try:
-        proc = subprocess.run(cmd, env=single_thread_env(), capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print("[fit_memory] timeout", file=sys.stderr)
-        return None
-    if proc.returncode != 0:
-        print(f"[fit_memory] worker failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_worker(__file__, args, thread_env(1), timeout,
+                           lambda msg: print(f"[fit_memory] {msg}", file=sys.stderr))
 
 
 def _f(x, nd=0):

@@ -48,10 +48,10 @@ import sys
 import time
 from pathlib import Path
 
+from _common import run_gap_fit, thread_env
+
 HERE = Path(__file__).resolve().parent
 SI_DIR = HERE / "data" / "si_mlearn"
-THREAD_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 EV_A3_TO_GPA = 160.21766208
 
 SOAP = dict(cutoff=5.0, cutoff_width=0.5, n_max=8, l_max=6, atom_sigma=0.5)
@@ -60,14 +60,6 @@ SIGMAS = (0.002, 0.1, 0.1)
 TWO_BODY = dict(cutoff=5.0, delta=0.5, theta=1.0, n_sparse=20)
 N_SPARSE = {"si": 1000, "cu": 500}
 CU_FRAMES = {800.0: 30, 1400.0: 30}  # temperature -> frames; 2/3 train, 1/3 test
-
-
-def single_thread_env(extra=None):
-    env = dict(os.environ)
-    for v in THREAD_VARS:
-        env[v] = "1"
-    env.update(extra or {})
-    return env
 
 
 # --- data ---------------------------------------------------------------------------
@@ -168,17 +160,8 @@ def worker_gap_fit(dataset: str, variant: str, workdir: Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = gap_fit_command(train, variant, N_SPARSE[dataset], "gap.xml")
     (workdir / "command.txt").write_text(" ".join(cmd) + "\n")
-    t0 = time.perf_counter()
-    with open(workdir / "gap_fit.log", "w") as logf:
-        proc = subprocess.run(cmd, cwd=workdir, stdout=logf, stderr=subprocess.STDOUT,
-                              env=single_thread_env())
-    wall = time.perf_counter() - t0
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"gap_fit failed ({proc.returncode}); see {workdir/'gap_fit.log'}")
     return {"code": "gap_fit", "dataset": dataset, "variant": variant,
-            "fit_cpu_s": ru.ru_utime + ru.ru_stime, "fit_wall_s": wall,
-            "peak_rss_mb": ru.ru_maxrss / 1024.0, "model": str(workdir / "gap.xml"),
+            **run_gap_fit(cmd, workdir), "model": str(workdir / "gap.xml"),
             "command": " ".join(cmd)}
 
 
@@ -275,7 +258,7 @@ def spawn(args: list[str], result: Path, timeout: float) -> dict | None:
     cmd = [sys.executable, str(Path(__file__).resolve()), *args, "--result", str(result)]
     log(" ".join(args))
     try:
-        proc = subprocess.run(cmd, env=single_thread_env(), capture_output=True, text=True,
+        proc = subprocess.run(cmd, env=thread_env(1), capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         log(f"timeout after {timeout:.0f} s")

@@ -39,17 +39,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-THREAD_VARS = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from _common import run_json_worker, thread_env  # noqa: E402
 N_MAX, L_MAX, CUTOFF, M_TOTAL = 8, 6, 5.0, 1000
 
 SYSTEMS = {  # name -> (model system, builder expression)
@@ -60,12 +57,6 @@ SYSTEMS = {  # name -> (model system, builder expression)
     "water192": ("water", "workloads.water_box(4)"),
     "si10648": ("si", "workloads.si_diamond(11)"),
 }
-
-
-def thread_env(n: int):
-    env = dict(os.environ)
-    env.update({v: str(n) for v in THREAD_VARS})
-    return env
 
 
 def log(msg):
@@ -188,18 +179,8 @@ def run_worker(opts) -> dict:
 
 
 def spawn(args, threads=1, timeout=7200) -> dict | None:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     log(" ".join(args) + f" (threads={threads})")
-    try:
-        proc = subprocess.run(cmd, env=thread_env(threads), capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        log("timeout")
-        return None
-    if proc.returncode:
-        log(f"worker failed:\n{proc.stderr[-3000:]}")
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_worker(__file__, args, thread_env(threads), timeout, log)
 
 
 def _f(x, nd=1):
