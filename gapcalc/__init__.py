@@ -5,9 +5,9 @@ import os as _os
 
 # Numba's OpenMP threads otherwise spin-wait after every parallel region and take the
 # core (or SMT sibling) from the serial numpy/BLAS work that follows: measured on a
-# 2-CPU machine, 2 Numba threads then ran an MD step *slower* than 1 (84 vs 84 µs/atom;
-# with passive waiting 60). Read by libgomp when Numba first starts its thread pool;
-# a value set by the user wins.
+# 2-CPU machine (Cu 864, OPENBLAS_NUM_THREADS=1), an MD call took 84.2 µs/atom with 1
+# Numba thread, 84.6 with 2, and 60.5 with 2 waiting passively. Read by libgomp when
+# Numba first starts its thread pool; a value set by the user wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .descriptors import SOAP, PairDistance, TwoBody  # noqa: E402

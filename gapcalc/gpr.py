@@ -749,7 +749,7 @@ class SparseGPR:
             out["forces"] = F
         if stress and atoms.pbc.all():
             W = 0.5 * (W + W.T) / atoms.get_volume()
-            out["stress"] = np.array([W[a, b] for a, b in VOIGT])
+            out["stress"] = W[_VOIGT_A, _VOIGT_B]
         return out
 
     def predict(self, frames):
