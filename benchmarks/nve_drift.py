@@ -23,10 +23,10 @@ import time
 import numpy as np
 from ase import units
 from ase.build import bulk
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 import gapcalc
+from gapcalc.md import thermalize
 
 SYSTEMS = {
     "Cu": (lambda: bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3), 600.0),
@@ -39,9 +39,7 @@ def run(name: str, dt_fs: float, ps: float, seed: int = 0) -> dict:
     atoms = make()
     atoms.rattle(0.02, seed=seed)
     atoms.calc = gapcalc.load(name)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=2 * temperature,
-                                 rng=np.random.default_rng(seed))
-    Stationary(atoms)
+    thermalize(atoms, 2 * temperature, np.random.default_rng(seed))
     n_steps = int(round(ps * 1000 / dt_fs))
     dyn = VelocityVerlet(atoms, dt_fs * units.fs)
     etot, temps = [], []

@@ -416,7 +416,7 @@ def learn(atoms, oracle, run_dir, model=None, oracle_spec=None, temperature=800.
     the starting structure.  ``oracle_spec`` (e.g. "emt")
     is recorded so that :func:`resume` can rebuild the oracle by itself.
     """
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from .md import thermalize
     run_dir = Path(run_dir)
     if (run_dir / "state.json").exists():
         raise FileExistsError(f"{run_dir} holds a run already: resume it or pick another folder")
@@ -427,9 +427,7 @@ def learn(atoms, oracle, run_dir, model=None, oracle_spec=None, temperature=800.
                   "log_interval": log_interval}
     if rattle:   # a perfect lattice is a poor first datum (all forces zero)
         atoms.rattle(rattle, seed=seed + 2)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
-                                 rng=np.random.default_rng(seed + 1))
-    Stationary(atoms)
+    thermalize(atoms, temperature, np.random.default_rng(seed + 1))
     atoms.calc = otf
     dyn = _langevin(atoms, temperature, timestep, friction, seed)
     otf.attach(dyn)

@@ -6,9 +6,20 @@ import time
 
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 
 log = logging.getLogger(__name__)
+
+
+def thermalize(atoms, temperature, rng):
+    """Maxwell-Boltzmann momenta at ``temperature`` K from ``rng``, zero total momentum."""
+    try:                                     # ASE >= 3.29
+        from ase.md.velocitydistribution import thermalize_momenta
+        thermalize_momenta(atoms, temperature, rng=rng)
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
 
 
 def make_dynamics(atoms, ensemble="langevin", temperature=300.0, timestep=1.0, pressure=0.0,
@@ -47,9 +58,7 @@ def run_md(atoms, steps=1000, temperature=300.0, timestep=1.0, ensemble="langevi
            trajectory=None, log_interval=100, pressure=0.0, seed=0, init_velocities=True):
     """Run MD on ``atoms`` (with a calculator attached); logs progress; returns a summary."""
     if init_velocities and not np.any(atoms.get_momenta()):
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
-                                     rng=np.random.default_rng(seed))
-        Stationary(atoms)
+        thermalize(atoms, temperature, np.random.default_rng(seed))
     dyn = make_dynamics(atoms, ensemble, temperature, timestep, pressure, seed=seed,
                         trajectory=trajectory, interval=log_interval)
     n = len(atoms)

@@ -39,19 +39,6 @@ EV_A3_TO_GPA = 160.21766208
 A_DFT = 5.46875   # Å, si_mlearn "Ground state crystal" (2x2x2 cell 10.9375 Å, stress 0)
 
 
-def thermalize(atoms, temperature, seed):
-    """Maxwell-Boltzmann velocities at ``temperature`` K, zero total momentum."""
-    from ase.md.velocitydistribution import Stationary
-    rng = np.random.default_rng(seed)
-    try:                                     # ASE >= 3.29
-        from ase.md.velocitydistribution import thermalize_momenta
-        thermalize_momenta(atoms, temperature, rng=rng)
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=3000, help="MD steps (default 3000)")
@@ -68,12 +55,12 @@ def main(argv=None):
 
     import gapcalc
     from ase.build import bulk
-    from gapcalc.md import make_dynamics
+    from gapcalc.md import make_dynamics, thermalize
 
     atoms = bulk("Si", "diamond", a=a.a0, cubic=True) * (a.size, a.size, a.size)
     atoms.calc = gapcalc.load(a.model)
     n = len(atoms)
-    thermalize(atoms, 2 * a.temperature, a.seed)
+    thermalize(atoms, 2 * a.temperature, np.random.default_rng(a.seed))
     dyn = make_dynamics(atoms, "npt", temperature=a.temperature, timestep=a.timestep,
                         pressure=a.pressure, trajectory=a.trajectory, interval=10)
     rows = []

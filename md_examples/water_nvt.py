@@ -86,19 +86,6 @@ def start_structure(start, data=DATA):
     return ase.io.read(start)   # any file ASE can read
 
 
-def thermalize(atoms, temperature, seed):
-    """Maxwell-Boltzmann velocities at ``temperature`` K, zero total momentum."""
-    from ase.md.velocitydistribution import Stationary
-    rng = np.random.default_rng(seed)
-    try:                                     # ASE >= 3.29
-        from ase.md.velocitydistribution import thermalize_momenta
-        thermalize_momenta(atoms, temperature, rng=rng)
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=2000, help="MD steps (default 2000)")
@@ -118,11 +105,11 @@ def main(argv=None):
 
     import gapcalc
     from ase.io import Trajectory
-    from gapcalc.md import make_dynamics
+    from gapcalc.md import make_dynamics, thermalize
 
     atoms = start_structure(a.start, a.data)
     atoms.calc = gapcalc.load(a.model)
-    thermalize(atoms, a.temperature, a.seed)
+    thermalize(atoms, a.temperature, np.random.default_rng(a.seed))
     dyn = make_dynamics(atoms, "langevin", temperature=a.temperature, timestep=a.timestep,
                         friction=a.friction, seed=a.seed)
     traj = Trajectory(a.out, "w", atoms)
