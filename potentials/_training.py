@@ -35,12 +35,8 @@ EV_A3_TO_GPA = 160.21766208
 
 
 def setup_logging(logfile=None, verbose=False):
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if logfile:
-        handlers.append(logging.FileHandler(logfile))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", handlers=handlers, force=True)
+    from gapcalc.cli import _setup_logging   # the command line's logging format
+    _setup_logging(verbose, logfile)
 
 
 def rel(path) -> str:

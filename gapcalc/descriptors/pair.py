@@ -26,11 +26,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .radial import cosine_cutoff
+from .radial import cosine_cutoff, table_grid
 from .species import SpeciesMap
 from .spherical import normalisation
 from .twobody import Y00, TwoBody
-from .soap import _feature_index, _species_feature_lists
+from .soap import _feature_index, _species_feature_lists, check_cutoff
 
 
 def grid_centres(cutoff: float, theta: float, n_grid: int) -> np.ndarray:
@@ -51,13 +51,7 @@ def gaussian_grid_table(cutoff: float, theta: float, cutoff_width: float, n_grid
     centres = grid_centres(cutoff, theta, n_grid)
     ds = centres[1] - centres[0]
     amp = math.sqrt(ds / (math.sqrt(math.pi) * w))
-    if cutoff_width > 0:
-        steps = max(1, int(math.ceil(cutoff_width / spacing)))
-        h = cutoff_width / steps
-    else:
-        h = spacing
-    n_points = int(math.ceil(cutoff / h)) + 2
-    d = np.arange(n_points) * h
+    h, d = table_grid(cutoff, cutoff_width, spacing)
     x = d[:, None] - centres[None, :]
     G = amp * np.exp(-0.5 * x * x / (w * w))
     dG = -x / (w * w) * G
@@ -86,10 +80,7 @@ class PairDistance(TwoBody):
 
     def __init__(self, species, cutoff=5.0, theta=1.0, cutoff_width=0.5, n_grid=None):
         self.species = SpeciesMap(species)
-        if not cutoff > 0:
-            raise ValueError(f"cutoff must be > 0, got {cutoff}")
-        if not 0 <= cutoff_width < cutoff:
-            raise ValueError(f"cutoff_width must be in [0, cutoff), got {cutoff_width}")
+        check_cutoff(cutoff, cutoff_width)
         if not theta > 0:
             raise ValueError(f"theta must be > 0, got {theta}")
         self.cutoff = float(cutoff)

@@ -101,6 +101,19 @@ def _scaled_sph_in(l_max: int, x: np.ndarray):
     return val, der
 
 
+def table_grid(cutoff: float, cutoff_width: float, spacing: float):
+    """Uniform grid d_k = k h covering [0, cutoff] for the splined radial tables (Å).
+
+    h ≤ spacing, chosen so that the cosine switch [cutoff − width, cutoff] spans a whole
+    number of steps. Returns (h, d)."""
+    if cutoff_width > 0:
+        steps = max(1, int(math.ceil(cutoff_width / spacing)))
+        h = cutoff_width / steps
+    else:
+        h = spacing
+    return h, np.arange(int(math.ceil(cutoff / h)) + 2) * h
+
+
 @lru_cache(maxsize=16)
 def radial_table(cutoff: float, n_max: int, l_max: int, atom_sigma: float,
                  cutoff_width: float, radial_basis: str = "gto", spacing: float = 0.005):
@@ -114,13 +127,8 @@ def radial_table(cutoff: float, n_max: int, l_max: int, atom_sigma: float,
     """
     if radial_basis != "gto":
         raise ValueError(f"unknown radial_basis {radial_basis!r}; available: 'gto'")
-    if cutoff_width > 0:
-        steps = max(1, int(math.ceil(cutoff_width / spacing)))
-        h = cutoff_width / steps
-    else:
-        h = spacing
-    n_grid = int(math.ceil(cutoff / h)) + 2
-    d = np.arange(n_grid) * h
+    h, d = table_grid(cutoff, cutoff_width, spacing)
+    n_grid = len(d)
     sig2 = atom_sigma ** 2
     # quadrature over r: the integrand lives in [max(0, d-8σ), d+8σ] ⊂ [0, cutoff+8σ]
     r_max = cutoff + 8.0 * atom_sigma

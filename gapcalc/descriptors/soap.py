@@ -571,6 +571,14 @@ def assemble_forces(first, index, vectors, t, F, W):
 
 
 # --------------------------------------------------------------------------- objects
+def check_cutoff(cutoff, cutoff_width):
+    """ValueError unless 0 ≤ cutoff_width < cutoff (Å)."""
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be > 0, got {cutoff}")
+    if not 0 <= cutoff_width < cutoff:
+        raise ValueError(f"cutoff_width must be in [0, cutoff), got {cutoff_width}")
+
+
 @dataclass
 class DescriptorGradients:
     """Gradients of per-atom features.
@@ -656,10 +664,7 @@ class SOAP:
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0):
         self.species = SpeciesMap(species)
-        if not cutoff > 0:
-            raise ValueError(f"cutoff must be > 0, got {cutoff}")
-        if not 0 <= cutoff_width < cutoff:
-            raise ValueError(f"cutoff_width must be in [0, cutoff), got {cutoff_width}")
+        check_cutoff(cutoff, cutoff_width)
         if int(n_max) < 1 or not 0 <= int(l_max) <= 100:
             raise ValueError(f"need n_max >= 1 and 0 <= l_max <= 100, got {n_max}, {l_max}")
         if not atom_sigma > 0:
