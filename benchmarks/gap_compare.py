@@ -137,8 +137,12 @@ def reference(at):
 # --- workers ---------------------------------------------------------------------------
 
 
-def gap_fit_command(train: Path, variant: str, n_sparse: int, gp_file: str) -> list[str]:
-    soap = (f"soap cutoff={SOAP['cutoff']} cutoff_transition_width={SOAP['cutoff_width']} "
+def gap_fit_command(train: Path, variant: str, n_sparse: int, gp_file: str,
+                    radial_basis: str | None = None) -> list[str]:
+    # QUIP's default SOAP radial basis ("ORIGINAL", equispaced Gaussians) is not the one
+    # gapcalc uses; radial_basis="GTO" selects QUIP's Gaussian-type-orbital basis instead
+    basis = f"radial_basis={radial_basis} " if radial_basis else ""
+    soap = (f"soap {basis}cutoff={SOAP['cutoff']} cutoff_transition_width={SOAP['cutoff_width']} "
             f"n_max={SOAP['n_max']} l_max={SOAP['l_max']} atom_sigma={SOAP['atom_sigma']} "
             f"zeta={ZETA} delta={DELTA} covariance_type=dot_product "
             f"n_sparse={n_sparse} sparse_method=cur_points")
@@ -155,10 +159,11 @@ def gap_fit_command(train: Path, variant: str, n_sparse: int, gp_file: str) -> l
             "rnd_seed=1", f"gp_file={gp_file}"]
 
 
-def worker_gap_fit(dataset: str, variant: str, workdir: Path) -> dict:
+def worker_gap_fit(dataset: str, variant: str, workdir: Path,
+                   radial_basis: str | None = None) -> dict:
     train, _ = dataset_files(dataset, workdir.parent)
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = gap_fit_command(train, variant, N_SPARSE[dataset], "gap.xml")
+    cmd = gap_fit_command(train, variant, N_SPARSE[dataset], "gap.xml", radial_basis)
     (workdir / "command.txt").write_text(" ".join(cmd) + "\n")
     return {"code": "gap_fit", "dataset": dataset, "variant": variant,
             **run_gap_fit(cmd, workdir), "model": str(workdir / "gap.xml"),
@@ -240,7 +245,7 @@ def worker_evaluate(code: str, model_path: str, dataset: str, workdir: Path) -> 
 def run_worker(opts) -> None:
     workdir = Path(opts.workdir)
     if opts.worker == "gap_fit":
-        res = worker_gap_fit(opts.dataset, opts.variant, workdir)
+        res = worker_gap_fit(opts.dataset, opts.variant, workdir, opts.quip_radial_basis)
     elif opts.worker == "gapcalc":
         res = worker_gapcalc(opts.dataset, opts.variant, workdir)
     else:  # evaluate
@@ -280,8 +285,10 @@ def measure(dataset, variant, code, opts) -> dict | None:
     else:
         for f in (fit_json, eval_json):
             f.unlink(missing_ok=True)
+        extra = (["--quip-radial-basis", opts.quip_radial_basis]
+                 if code == "gap_fit" and opts.quip_radial_basis else [])
         fit = spawn(["--worker", code, "--dataset", dataset, "--variant", variant,
-                     "--workdir", str(wd)], fit_json, opts.timeout)
+                     "--workdir", str(wd), *extra], fit_json, opts.timeout)
     if fit is None:
         return None
     if opts.reuse and eval_json.exists():
@@ -353,6 +360,9 @@ def parse_args(argv=None):
     p.add_argument("--variants", default="soap2b,soap", help="comma list of soap2b,soap")
     p.add_argument("--codes", default="gap_fit,gapcalc")
     p.add_argument("--workdir", default="/tmp/gap_compare", help="models, logs, cached data")
+    p.add_argument("--quip-radial-basis", default=None,
+                   help="radial_basis= for gap_fit's SOAP (e.g. GTO, POLY; default: QUIP's "
+                        "own default, equispaced Gaussians)")
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished fits/evaluations found in --workdir")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per subprocess")
