@@ -52,3 +52,17 @@ def run_gap_fit(cmd, workdir: Path) -> dict:
         raise RuntimeError(f"gap_fit failed ({proc.returncode}); see {workdir / 'gap_fit.log'}")
     return {"fit_cpu_s": ru.ru_utime + ru.ru_stime, "fit_wall_s": wall,
             "peak_rss_mb": ru.ru_maxrss / 1024.0}
+
+
+def alternating_calls(calc, atoms, properties):
+    """A call() that moves every atom by ±1e-4 Å (alternately) and recomputes ``properties``,
+    so no timed call is served from the calculator's cache."""
+    base = atoms.positions.copy()
+    k = 0
+
+    def call():
+        nonlocal k
+        k += 1
+        atoms.positions = base + (1e-4 if k % 2 else -1e-4)
+        calc.calculate(atoms, properties, ["positions"])
+    return call

@@ -46,7 +46,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import THREAD_VARS, run_json_worker, thread_env  # noqa: E402
+from _common import THREAD_VARS, alternating_calls, run_json_worker, thread_env  # noqa: E402
 SOAP = dict(cutoff=5.0, cutoff_width=0.5, n_max=8, l_max=6, atom_sigma=0.5)
 DEFAULT_SI_MODEL = "/tmp/gap_compare/si_soap2b_gapcalc/model.npz"
 
@@ -192,15 +192,8 @@ def worker_timing(system: str, min_time: float) -> dict:
     props = ["energy", "forces", "stress"]
     for label, unc in (("ef", False), ("ef_unc", True)):
         calc = GAPCalculator(model, uncertainty=unc, skin=0.0)
-        base = atoms.positions.copy()
-        k = 0
-
-        def call():
-            nonlocal k
-            k += 1
-            atoms.positions = base + (1e-4 if k % 2 else -1e-4)
-            calc.calculate(atoms, props + (list(calc.UNCERTAINTY) if unc else []),
-                           ["positions"])
+        call = alternating_calls(calc, atoms,
+                                 props + (list(calc.UNCERTAINTY) if unc else []))
         call()  # warm-up / JIT
         n, c0 = 0, time.process_time()
         while time.process_time() - c0 < min_time or n < 3:

@@ -49,7 +49,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import run_json_worker, thread_env  # noqa: E402
+from _common import alternating_calls, run_json_worker, thread_env  # noqa: E402
 N_MAX, L_MAX, CUTOFF, M_TOTAL = 8, 6, 5.0, 1000
 BLOCKS = 5
 
@@ -101,14 +101,7 @@ def worker_time(code: str, system: str, min_time: float) -> dict:
         calc = Potential(param_filename=str(speed_models.gap_fit_model_path(model_sys,
                                                                             M_TOTAL)))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    base = atoms.positions.copy()
-    k = 0
-
-    def call():
-        nonlocal k
-        k += 1
-        atoms.positions = base + (1e-4 if k % 2 else -1e-4)
-        calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
+    call = alternating_calls(calc, atoms, ["energy", "forces", "stress"])
 
     c0, t0 = time.process_time(), time.perf_counter()
     call()  # warm-up (JIT / set-up)
