@@ -118,9 +118,7 @@ def _force_prior(kernel, p, spec, g, n):
 
 def _describe(term, atoms, nl):
     env = term.descriptor.environment(atoms, nl)
-    c = term.descriptor.expand(env)
-    p, pn = term.descriptor.spectrum(c)
-    return _Evaluated(env, c, p, pn)
+    return _Evaluated(env, *term.descriptor.describe(env))
 
 
 class SparseGPR:

@@ -37,39 +37,233 @@ import numpy as np
 from numba import njit, prange
 
 from ..neighbors import neighbor_list
-from .radial import radial_integral, radial_integral_ln, radial_table, transposed_table
-from .spherical import (harmonics_contract, normalisation, project_gradient,
-                        real_spherical_harmonics, real_spherical_harmonics_values)
+from .radial import (_hermite, radial_integral, radial_integral_ln, radial_table,
+                     transposed_table)
+from .spherical import (harmonics_block, harmonics_contract_block, normalisation,
+                        project_gradient, real_spherical_harmonics)
 from .species import SpeciesMap
 
 
 # --------------------------------------------------------------------------- kernels
-@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
-def _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
-                        l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u):
-    """Density coefficients of atom i into acc (S, L2, n_max), n fastest (Eq. 8).
+# Prediction-path kernels work centre by centre on the centre's neighbours held in
+# "slots": sorted by species, each species block padded to a multiple of PAD, with the
+# neighbour index k contiguous in every per-pair array (radial values G[q, k],
+# harmonics Y[lm, k]). Every inner loop then runs over neighbours: long, unit-stride
+# and vectorised, instead of over n_max or 2l+1 elements per pair.
+_FM = {'reassoc', 'contract'}
+PAD = 8
 
-    Y, Q, C, S, g_flat (l_max+1)·n_max, u (3,) are scratch arrays."""
-    n_max = acc.shape[2]
-    g = g_flat.reshape((l_max + 1, n_max))
-    acc[:] = 0.0
+
+def work_chunks(n_atoms: int) -> int:
+    """Number of parallel work items (centre ranges) for the per-centre kernels."""
+    import numba
+    return max(1, min(n_atoms, 4 * numba.get_num_threads()))
+
+
+@njit(cache=True, nogil=True)
+def max_neighbours(first):
+    """Largest number of neighbour-list entries of any centre."""
+    m = 0
+    for i in range(first.shape[0] - 1):
+        m = max(m, first[i + 1] - first[i])
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo):
+    """Lay out the neighbours of centre i in slots; returns the number of slots used.
+
+    sstart (S+1,): species s owns slots [sstart[s], sstart[s+1]) (its count rounded up
+    to a multiple of PAD).  ks[slot] : neighbour-list entry (−1 = padding).
+    geo (5, slots) : |r_ij| (Å), 1/|r_ij|, and the unit vector (padding: 0, 0, (0, 0, 1))."""
+    for s in range(n_species + 1):
+        sstart[s] = 0
+    for k in range(first[i], first[i + 1]):
+        sstart[spec[index[k]] + 1] += 1
+    for s in range(n_species):
+        sstart[s + 1] = sstart[s] + (sstart[s + 1] + PAD - 1) // PAD * PAD
+    ns = sstart[n_species]
+    for q in range(ns):
+        ks[q] = -1
+        geo[0, q] = 0.0
+        geo[1, q] = 0.0
+        geo[2, q] = 0.0
+        geo[3, q] = 0.0
+        geo[4, q] = 1.0
+    for k in range(first[i], first[i + 1]):
+        s = spec[index[k]]
+        q = sstart[s]
+        while ks[q] >= 0:          # next free slot of species s (blocks are short)
+            q += 1
+        ks[q] = k
+        d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
+        inv = 1.0 / d
+        geo[0, q] = d
+        geo[1, q] = inv
+        geo[2, q] = vectors[k, 0] * inv
+        geo[3, q] = vectors[k, 1] * inv
+        geo[4, q] = vectors[k, 2] * inv
+    return ns
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_derivative):
+    """G[q, k] = g_nl(|r_k|) (q = l·n_max + n, Eq. 8 radial part) and dG = d/d|r| when
+    ``with_derivative``, by cubic-Hermite interpolation of the flat table
+    (:func:`.radial.radial_integral_ln`); zero in padding slots. g, dg ((l_max+1)·n_max,)
+    are scratch rows (value and derivative are interpolated as rows, then stored as
+    columns: measured faster than two strided passes)."""
+    W = G.shape[0]
+    for k in range(ns):
+        if ks[k] < 0:
+            for q in range(W):
+                G[q, k] = 0.0
+            if with_derivative:
+                for q in range(W):
+                    dG[q, k] = 0.0
+            continue
+        if with_derivative:
+            radial_integral_ln(geo[0, k], h, values_ln, derivs_ln, g, dg, True)
+            for q in range(W):
+                G[q, k] = g[q]
+            for q in range(W):
+                dG[q, k] = dg[q]
+        else:
+            j, h00, h10, h01, h11, _, _, _, _ = _hermite(geo[0, k], h)
+            v0 = values_ln[j]
+            v1 = values_ln[j + 1]
+            m0 = derivs_ln[j]
+            m1 = derivs_ln[j + 1]
+            for q in range(W):
+                G[q, k] = h00 * v0[q] + h10 * m0[q] + h01 * v1[q] + h11 * m1[q]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_max, ci):
+    """ci (S, n_max, L2): c^s_nlm = w_c δ_{s,si} I_n0(0) Y_00 + Σ_{k∈s} G[l·n_max+n, k] Y[lm, k]
+    (Eq. 8), one contiguous dot product over the species' slots per coefficient."""
+    for s in range(n_species):
+        k0 = sstart[s]
+        k1 = sstart[s + 1]
+        for l in range(l_max + 1):
+            for n in range(n_max):
+                Gr = G[l * n_max + n, k0:k1]
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    Yr = Y[lm, k0:k1]
+                    acc = 0.0
+                    for k in range(k1 - k0):
+                        acc += Yr[k] * Gr[k]
+                    ci[s, n, lm] = acc
     y00 = 0.5 / math.sqrt(math.pi)
     for n in range(n_max):
-        acc[spec[i], 0, n] += centre_weight * centre[n] * y00
-    for k in range(first[i], first[i + 1]):
-        d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
-        for a in range(3):
-            u[a] = vectors[k, a] / d
-        radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, g_flat, False)
-        real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S)
-        A = acc[spec[index[k]]]
-        for l in range(l_max + 1):
-            gl = g[l]
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                y = Y[lm]
-                row = A[lm]
-                for n in range(n_max):
-                    row[n] += y * gl[n]
+        ci[si, n, 0] += centre_weight * centre[n] * y00
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _spectrum_from_coefficients(ci, cT, Gram, f_a1, f_a2, f_l, f_w, p_row):
+    """One atom's power spectrum (Eq. 9) into p_row from ci (S·n_max, L2); returns |p|².
+
+    The Gram matrices Gram_l[a, b] = Σ_m c[a, lm] c[b, lm] are built as sums of outer
+    products of the rows of cT = ciᵀ (L2, S·n_max) (full rows: a vectorised innermost loop
+    over b), then feature f = (a1, a2, l) takes w_f Gram_l[a1, a2].
+    Scratch: cT (L2, S·n_max), Gram (l_max+1, S·n_max, S·n_max)."""
+    W = ci.shape[0]
+    for a in range(W):
+        for lm in range(ci.shape[1]):
+            cT[lm, a] = ci[a, lm]
+    Gram[:] = 0.0
+    for l in range(Gram.shape[0]):
+        Gl = Gram[l]
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            row = cT[lm]
+            for a in range(W):
+                va = row[a]
+                Ga = Gl[a]
+                for b in range(W):
+                    Ga[b] += va * row[b]
+    sq = 0.0
+    for f in range(f_w.shape[0]):
+        v = f_w[f] * Gram[f_l[f], f_a1[f], f_a2[f]]
+        p_row[f] = v
+        sq += v * v
+    return sq
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
+            norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, keep_c, with_p, n_chunks):
+    """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`."""
+    n_atoms = first.shape[0] - 1
+    n_max = values_ln.shape[1] // (l_max + 1)
+    lp = l_max + 1
+    L2 = lp * lp
+    W = values_ln.shape[1]
+    D = f_w.shape[0]
+    slots = max_neighbours(first) + n_species * PAD
+    c = np.empty((n_atoms if keep_c else 0, n_species, n_max, L2))
+    p = np.empty((n_atoms if with_p else 0, D))
+    pnorm = np.empty(n_atoms if with_p else 0)
+    for t in prange(n_chunks):
+        sstart = np.empty(n_species + 1, dtype=np.int64)
+        ks = np.empty(slots, dtype=np.int64)
+        geo = np.empty((5, slots))
+        G = np.empty((W, slots))
+        Y = np.empty((L2, slots))
+        Q = np.empty((lp * lp, slots))
+        C = np.empty((lp, slots))
+        S = np.empty((lp, slots))
+        buf = np.empty((n_species, n_max, L2))
+        cT = np.empty((L2, n_species * n_max))
+        Gram = np.empty((lp, n_species * n_max, n_species * n_max))
+        for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
+            ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
+            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, G[0], G[0], False)
+            harmonics_block(ns, geo[2], geo[3], geo[4], l_max, norm, Y, Q, C, S)
+            ci = c[i] if keep_c else buf
+            _density_block(spec[i], n_species, sstart, G, Y, centre, centre_weight, n_max,
+                           l_max, ci)
+            if with_p:
+                nrm = math.sqrt(_spectrum_from_coefficients(
+                    ci.reshape((n_species * n_max, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i]))
+                pnorm[i] = nrm
+                if normalize and nrm > 0.0:
+                    inv = 1.0 / nrm
+                    for f in range(D):
+                        p[i, f] *= inv
+    return c, p, pnorm
+
+
+def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
+              norm, centre_weight):
+    """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²) (Eq. 8).
+
+    first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
+    spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in
+    the flat (n_grid, (l_max+1)·n_max) layout of :func:`.radial.transposed_table`.
+    centre : (n_max,) I_n0(0), weighted by centre_weight for the atom itself.
+    """
+    e = np.empty(0, dtype=np.int64)
+    return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
+                   l_max, norm, centre_weight, e, e, e, np.empty(0), False, True, False,
+                   work_chunks(len(first) - 1))[0]
+
+
+def expansion_spectrum(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
+                       l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize):
+    """(c, p, |p|) in one pass: :func:`expansion` and the power spectrum of each centre
+    while its coefficients are in cache (p normalised when ``normalize``)."""
+    return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
+                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, True, True,
+                   work_chunks(len(first) - 1))
+
+
+def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
+                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize):
+    """Features only: (p, |p|) without allocating the (n_atoms, S, n_max, L2) expansion."""
+    _, p, pnorm = _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln,
+                          centre, l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
+                          False, True, work_chunks(len(first) - 1))
+    return p, pnorm
 
 
 @njit(cache=True, nogil=True)
@@ -82,124 +276,20 @@ def _coefficients_by_lm(c, i, cT):
                 cT[lm, s * n_max + n] = c[i, s, n, lm]
 
 
-@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
-def _spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p_row):
-    """One atom's power spectrum (Eq. 9) into p_row from cT (L2, S·n_max); returns |p|².
-
-    The Gram matrices G_l[a, b] = Σ_m c_{a,lm} c_{b,lm} (scratch G (l_max+1, W, W)) are
-    built as sums of outer products (full rows: a fixed, vectorisable innermost loop),
-    then the a ≤ b entries are gathered into the features."""
-    W = cT.shape[1]
-    G[:] = 0.0
-    for l in range(G.shape[0]):
-        Gl = G[l]
-        for lm in range(l * l, (l + 1) * (l + 1)):
-            row = cT[lm]
-            for a in range(W):
-                va = row[a]
-                Ga = Gl[a]
-                for b in range(W):
-                    Ga[b] += va * row[b]
-    sq = 0.0
-    for f in range(f_w.shape[0]):
-        v = f_w[f] * G[f_l[f], f_s1[f] * n_max + f_n1[f], f_s2[f] * n_max + f_n2[f]]
-        p_row[f] = v
-        sq += v * v
-    return sq
-
-
-@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
-def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
-              norm, centre_weight):
-    """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²).
-
-    first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
-    spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in the
-    flat (n_grid, (l_max+1)·n_max) layout of :func:`.radial.transposed_table`.
-    Each centre accumulates in an (S, L2, n_max) buffer so that the innermost loop
-    runs over n (contiguous, vectorised), and is written out once.
-    """
-    n_atoms = first.shape[0] - 1
-    n_max = values_ln.shape[1] // (l_max + 1)
-    L2 = (l_max + 1) * (l_max + 1)
-    c = np.empty((n_atoms, n_species, n_max, L2))
-    for i in prange(n_atoms):
-        Y = np.empty(L2)
-        Q = np.empty((l_max + 1, l_max + 1))
-        C = np.empty(l_max + 1)
-        S = np.empty(l_max + 1)
-        g_flat = np.empty((l_max + 1) * n_max)
-        u = np.empty(3)
-        acc = np.empty((n_species, L2, n_max))
-        _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
-                            l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u)
-        for s in range(n_species):
-            for n in range(n_max):
-                for lm in range(L2):
-                    c[i, s, n, lm] = acc[s, lm, n]
-    return c
-
-
-@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
-def power_spectrum(c, f_s1, f_s2, f_n1, f_n2, f_l, f_w):
-    """Unnormalised power spectrum p (n_atoms, D) from c; feature f couples
-    (f_s1, f_n1) with (f_s2, f_n2) at angular channel f_l with weight f_w (Eq. 9);
-    per atom through :func:`_spectrum_row`."""
+@njit(cache=True, parallel=True, fastmath=_FM)
+def power_spectrum(c, f_a1, f_a2, f_l, f_w):
+    """Unnormalised power spectrum p (n_atoms, D) from c (Eq. 9); feature f couples the
+    flattened (species, n) rows a1_f and a2_f at angular channel f_l with weight f_w."""
     n_atoms = c.shape[0]
-    n_max = c.shape[2]
+    W = c.shape[1] * c.shape[2]
     L2 = c.shape[3]
-    W = c.shape[1] * n_max
     lp = int(round(math.sqrt(L2)))
     p = np.empty((n_atoms, f_w.shape[0]))
     for i in prange(n_atoms):
         cT = np.empty((L2, W))
-        G = np.empty((lp, W, W))
-        _coefficients_by_lm(c, i, cT)
-        _spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p[i])
+        Gram = np.empty((lp, W, W))
+        _spectrum_from_coefficients(c[i].reshape((W, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i])
     return p
-
-
-@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
-def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
-                   l_max, norm, centre_weight, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
-    """Features only: :func:`expansion` and :func:`power_spectrum` fused per atom.
-
-    c_i lives in a per-thread buffer and never goes to memory, so no
-    (n_atoms, S, n_max, L2) array is allocated. Returns (p, |p|) as
-    :func:`power_spectrum` (p normalised when ``normalize``)."""
-    n_atoms = first.shape[0] - 1
-    n_max = values_ln.shape[1] // (l_max + 1)
-    L2 = (l_max + 1) * (l_max + 1)
-    lp = l_max + 1
-    W = n_species * n_max
-    D = f_w.shape[0]
-    p = np.empty((n_atoms, D))
-    pnorm = np.empty(n_atoms)
-    for i in prange(n_atoms):
-        Y = np.empty(L2)
-        Q = np.empty((lp, lp))
-        C = np.empty(lp)
-        S = np.empty(lp)
-        g_flat = np.empty(lp * n_max)
-        u = np.empty(3)
-        acc = np.empty((n_species, L2, n_max))
-        cT = np.empty((L2, W))
-        G = np.empty((lp, W, W))
-        _accumulate_density(i, first, index, vectors, spec, h, values_ln, derivs_ln, centre,
-                            l_max, norm, centre_weight, acc, Y, Q, C, S, g_flat, u)
-        for s in range(n_species):
-            for lm in range(L2):
-                src = acc[s, lm]
-                dst = cT[lm]
-                for n in range(n_max):
-                    dst[s * n_max + n] = src[n]
-        nrm = math.sqrt(_spectrum_row(cT, G, n_max, f_s1, f_s2, f_n1, f_n2, f_l, f_w, p[i]))
-        pnorm[i] = nrm
-        if normalize and nrm > 0.0:
-            inv = 1.0 / nrm
-            for f in range(D):
-                p[i, f] *= inv
-    return p, pnorm
 
 
 @njit(cache=True, nogil=True)
@@ -369,105 +459,160 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
     return grad, strain
 
 
-@njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
-def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln,
-                   l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, normalize):
-    """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _coefficient_adjoint(pi, pnorm_i, wi, ci, f_a1, f_a2, f_l, f_w, normalize, gp, H, Gc):
+    """Gc (L2, S·n_max) = ∂ε_i/∂c_i (transposed) from wi = ∂ε_i/∂p̂_i: back through the
+    normalisation p̂ = p/|p| and the power spectrum (Eq. 9). With the symmetric weights
+    H_l[a, b] = Σ_{f: l_f = l, {a1_f, a2_f} = {a, b}} w_f ∂ε/∂p_f,
+    ∂ε_i/∂c[a, lm] = Σ_b H_l[a, b] c[b, lm], built from contiguous row updates.
+    ci (S·n_max, L2); scratch gp (D,), H (l_max+1, S·n_max, S·n_max)."""
+    D = f_w.shape[0]
+    if normalize:
+        dot = 0.0
+        for f in range(D):
+            dot += pi[f] * wi[f]
+        inv = 1.0 / pnorm_i
+        for f in range(D):
+            gp[f] = (wi[f] - pi[f] * dot) * inv
+    else:
+        for f in range(D):
+            gp[f] = wi[f]
+    H[:] = 0.0
+    for f in range(D):
+        wf = f_w[f] * gp[f]
+        H[f_l[f], f_a1[f], f_a2[f]] += wf
+        H[f_l[f], f_a2[f], f_a1[f]] += wf
+    Gc[:] = 0.0
+    W = ci.shape[0]
+    for l in range(H.shape[0]):
+        Hl = H[l]
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            out_row = Gc[lm]
+            for b in range(W):
+                cb = ci[b, lm]
+                Hb = Hl[b]
+                for a in range(W):
+                    out_row[a] += cb * Hb[a]
 
-    ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``).
-    Forces follow as F_j -= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b.
-    Radial table in the flat layout of :func:`.radial.transposed_table`; ∂ε_i/∂c_i is held as
-    (L2, S·n_max) so the per-pair contractions run over contiguous n.
-    """
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _pair_adjoints(n_species, sstart, Gc, G, dG, n_max, l_max, A, B):
+    """A[lm, k] = Σ_n Gc[lm, s_k·n_max+n] dG[l·n_max+n, k] and B likewise with G: the
+    adjoints of the radial derivative and of the harmonics for every slot k (species s_k).
+    The n sum is taken four radial rows at a time, so each (A, B) row is read and
+    written once per four rows."""
+    for s in range(n_species):
+        k0 = sstart[s]
+        k1 = sstart[s + 1]
+        nk = k1 - k0
+        a0 = s * n_max
+        for l in range(l_max + 1):
+            q0 = l * n_max
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                Ar = A[lm, k0:k1]
+                Br = B[lm, k0:k1]
+                for k in range(nk):
+                    Ar[k] = 0.0
+                    Br[k] = 0.0
+                n = 0
+                while n + 4 <= n_max:
+                    w0 = Gc[lm, a0 + n]
+                    w1 = Gc[lm, a0 + n + 1]
+                    w2 = Gc[lm, a0 + n + 2]
+                    w3 = Gc[lm, a0 + n + 3]
+                    g0 = G[q0 + n, k0:k1]
+                    g1 = G[q0 + n + 1, k0:k1]
+                    g2 = G[q0 + n + 2, k0:k1]
+                    g3 = G[q0 + n + 3, k0:k1]
+                    d0 = dG[q0 + n, k0:k1]
+                    d1 = dG[q0 + n + 1, k0:k1]
+                    d2 = dG[q0 + n + 2, k0:k1]
+                    d3 = dG[q0 + n + 3, k0:k1]
+                    for k in range(nk):
+                        Ar[k] += w0 * d0[k] + w1 * d1[k] + w2 * d2[k] + w3 * d3[k]
+                        Br[k] += w0 * g0[k] + w1 * g1[k] + w2 * g2[k] + w3 * g3[k]
+                    n += 4
+                while n < n_max:
+                    w0 = Gc[lm, a0 + n]
+                    g0 = G[q0 + n, k0:k1]
+                    d0 = dG[q0 + n, k0:k1]
+                    for k in range(nk):
+                        Ar[k] += w0 * d0[k]
+                        Br[k] += w0 * g0[k]
+                    n += 1
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln, l_max,
+              norm, f_a1, f_a2, f_l, f_w, normalize, n_chunks):
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
     n_species = c.shape[1]
-    L2 = (l_max + 1) * (l_max + 1)
+    lp = l_max + 1
+    L2 = lp * lp
     D = f_w.shape[0]
-    W = n_species * n_max
+    Wq = values_ln.shape[1]
+    slots = max_neighbours(first) + n_species * PAD
     out = np.empty((vectors.shape[0], 3))
-    for i in prange(n_atoms):
-        Q = np.empty((l_max + 1, l_max + 1))
-        dQ = np.empty((l_max + 1, l_max + 1))
-        C = np.empty(l_max + 1)
-        S = np.empty(l_max + 1)
-        g_flat = np.empty((l_max + 1) * n_max)
-        dg_flat = np.empty((l_max + 1) * n_max)
-        g = g_flat.reshape((l_max + 1, n_max))
-        dg = dg_flat.reshape((l_max + 1, n_max))
-        u = np.empty(3)
-        B = np.empty(L2)
-        Ar = np.empty(L2)
-        tg = np.empty(3)
+    for t in prange(n_chunks):
+        sstart = np.empty(n_species + 1, dtype=np.int64)
+        ks = np.empty(slots, dtype=np.int64)
+        geo = np.empty((5, slots))
+        G = np.empty((Wq, slots))
+        dG = np.empty((Wq, slots))
+        A = np.empty((L2, slots))
+        B = np.empty((L2, slots))
+        Q = np.empty((lp * lp, slots))
+        dQ = np.empty((lp * lp, slots))
+        C = np.empty((lp, slots))
+        S = np.empty((lp, slots))
+        ay = np.empty(slots)
+        t0 = np.empty(slots)
+        t1 = np.empty(slots)
+        t2 = np.empty(slots)
+        g = np.empty(Wq)
+        dg = np.empty(Wq)
         gp = np.empty(D)
-        H = np.empty((l_max + 1, W, W))
-        cT = np.empty((L2, W))
-        Gc = np.empty((L2, W))
-        # back through the normalisation
-        if normalize:
-            dot = 0.0
-            for f in range(D):
-                dot += p[i, f] * dE_dp[i, f]
-            inv = 1.0 / pnorm[i]
-            for f in range(D):
-                gp[f] = (dE_dp[i, f] - p[i, f] * dot) * inv
-        else:
-            for f in range(D):
-                gp[f] = dE_dp[i, f]
-        # back through the power spectrum: with the symmetric weights H_l[a, b] of the
-        # flattened (species, n) index, ∂ε_i/∂c_i[a, lm] = Σ_b H_l[a, b] c_i[b, lm];
-        # Gc[lm, a] holds it (a = s·n_max + n), built from contiguous row updates
-        H.fill(0.0)
-        for f in range(D):
-            l = f_l[f]
-            a1 = f_s1[f] * n_max + f_n1[f]
-            a2 = f_s2[f] * n_max + f_n2[f]
-            wf = f_w[f] * gp[f]
-            H[l, a1, a2] += wf
-            H[l, a2, a1] += wf
-        _coefficients_by_lm(c, i, cT)
-        Gc.fill(0.0)
-        for l in range(l_max + 1):
-            Hl = H[l]
-            for lm in range(l * l, (l + 1) * (l + 1)):
-                crow = cT[lm]
-                out_row = Gc[lm]
-                for b in range(W):
-                    cb = crow[b]
-                    Hb = Hl[b]
-                    for a in range(W):
-                        out_row[a] += cb * Hb[a]
-        # back to every pair: t = Σ_nlm Gc (g' u Y + g ∇Y)
-        for k in range(first[i], first[i + 1]):
-            d = math.sqrt(vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2)
-            inv_d = 1.0 / d
-            for a in range(3):
-                u[a] = vectors[k, a] * inv_d
-            radial_integral_ln(d, h, values_ln, derivs_ln, g_flat, dg_flat, True)
-            off = spec[index[k]] * n_max
-            for l in range(l_max + 1):
-                gl = g[l]
-                dgl = dg[l]
-                for lm in range(l * l, (l + 1) * (l + 1)):
-                    row = Gc[lm, off:off + n_max]
-                    b = 0.0
-                    a = 0.0
-                    for n in range(n_max):
-                        b += row[n] * gl[n]
-                        a += row[n] * dgl[n]
-                    B[lm] = b
-                    Ar[lm] = a
-            # radial part Σ_lm A_lm Y_lm and angular part Σ_lm B_lm ∇f_lm in one sweep
-            # of the harmonics recursion; ∇_r Y = (∇f - u(u·∇f))/d
-            radial_part = harmonics_contract(u, l_max, norm, Ar, B, Q, dQ, C, S, tg)
-            t0 = tg[0]
-            t1 = tg[1]
-            t2 = tg[2]
-            ud = u[0] * t0 + u[1] * t1 + u[2] * t2
-            out[k, 0] = radial_part * u[0] + (t0 - u[0] * ud) * inv_d
-            out[k, 1] = radial_part * u[1] + (t1 - u[1] * ud) * inv_d
-            out[k, 2] = radial_part * u[2] + (t2 - u[2] * ud) * inv_d
+        H = np.empty((lp, n_species * n_max, n_species * n_max))
+        Gc = np.empty((L2, n_species * n_max))
+        for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
+            _coefficient_adjoint(p[i], pnorm[i], dE_dp[i], c[i].reshape((n_species * n_max, L2)),
+                                 f_a1, f_a2, f_l, f_w, normalize, gp, H, Gc)
+            ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
+            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, True)
+            _pair_adjoints(n_species, sstart, Gc, G, dG, n_max, l_max, A, B)
+            # t_k = Σ_nlm Gc (g' u Y + g ∇Y): radial part Σ_lm A Y, angular part Σ_lm B ∇f
+            harmonics_contract_block(ns, geo[2], geo[3], geo[4], l_max, norm, A, B, Q, dQ, C,
+                                     S, ay, t0, t1, t2)
+            for q in range(ns):
+                k = ks[q]
+                if k < 0:
+                    continue
+                inv_d = geo[1, q]
+                ux = geo[2, q]
+                uy = geo[3, q]
+                uz = geo[4, q]
+                ud = ux * t0[q] + uy * t1[q] + uz * t2[q]      # ∇_r Y = (∇f − u(u·∇f))/d
+                out[k, 0] = ay[q] * ux + (t0[q] - ux * ud) * inv_d
+                out[k, 1] = ay[q] * uy + (t1[q] - uy * ud) * inv_d
+                out[k, 2] = ay[q] * uz + (t2[q] - uz * ud) * inv_d
     return out
+
+
+def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln,
+                   l_max, norm, f_a1, f_a2, f_l, f_w, normalize):
+    """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
+
+    ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``);
+    feature f couples the flattened (species, n) rows f_a1, f_a2 at channel f_l with weight
+    f_w. Forces follow as F_j −= t_k, F_i += t_k; ∂E/∂ε_ab = Σ_k t_k,a r_k,b. Radial table
+    in the flat layout of :func:`.radial.transposed_table`. Per centre: ∂ε_i/∂c_i, then
+    for all its neighbours at once the radial and angular adjoints and their contraction
+    with the harmonics' gradients; O(pairs × n_max × (l_max+1)²), ∂p/∂r never formed.
+    """
+    return _backward(first, index, vectors, spec, c, p, pnorm, np.ascontiguousarray(dE_dp), h,
+                     values_ln, derivs_ln, l_max, norm, f_a1, f_a2, f_l, f_w, normalize,
+                     work_chunks(len(first) - 1))
 
 
 @njit(cache=True)
@@ -681,6 +826,10 @@ class SOAP:
                                    self.cutoff_width, radial_basis)
         self._norm = normalisation(self.l_max)
         self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        s1, s2, n1, n2, fl, fw = self._features
+        # (a1, a2, l, w): the features over flattened (species, n) rows, for the
+        # per-centre kernels
+        self._pairs = (s1 * self.n_max + n1, s2 * self.n_max + n2, fl, fw)
         self._species_features = _species_feature_lists(self._features, len(self.species))
 
     # -- bookkeeping -----------------------------------------------------------
@@ -727,14 +876,24 @@ class SOAP:
         h, values_ln, derivs_ln = self._table_ln
         p, pnorm = features_fused(env.first, env.index, env.vectors, env.spec,
                                   len(self.species), h, values_ln, derivs_ln, self._table[3],
-                                  self.l_max, self._norm, self.centre_weight, *self._features,
+                                  self.l_max, self._norm, self.centre_weight, *self._pairs,
                                   self.normalize)
         self._check_norms(pnorm)
         return p
 
+    def describe(self, env: Environment):
+        """(c, p̂, |p|): expansion coefficients and spectrum in one pass (prediction path)."""
+        h, values_ln, derivs_ln = self._table_ln
+        c, p, pnorm = expansion_spectrum(env.first, env.index, env.vectors, env.spec,
+                                         len(self.species), h, values_ln, derivs_ln,
+                                         self._table[3], self.l_max, self._norm,
+                                         self.centre_weight, *self._pairs, self.normalize)
+        self._check_norms(pnorm)
+        return c, p, pnorm
+
     def spectrum(self, c):
         """(p̂, |p|) from expansion coefficients; p̂ = p when normalize is False."""
-        p = power_spectrum(c, *self._features)
+        p = power_spectrum(c, *self._pairs)
         pnorm = np.sqrt(np.einsum("ij,ij->i", p, p))
         self._check_norms(pnorm)
         if self.normalize:
@@ -781,8 +940,8 @@ class SOAP:
         """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""
         h, values_ln, derivs_ln = self._table_ln
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
-                              np.ascontiguousarray(dE_dp), h, values_ln, derivs_ln, self.l_max,
-                              self._norm, *self._features, self.normalize)
+                              dE_dp, h, values_ln, derivs_ln, self.l_max, self._norm,
+                              *self._pairs, self.normalize)
 
 
 def _species_feature_lists(features, n_species):

@@ -108,52 +108,141 @@ def real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S):
             dY[base - m, 2] = a * dq * S[m]
 
 
-@njit(cache=True, fastmath=False, nogil=True)
-def real_spherical_harmonics_values(u, l_max, norm, Y, Q, C, S):
-    """Y_lm(u) only (no derivatives): the forward expansion needs nothing else."""
-    _azimuthal(u[0], u[1], l_max, C, S)
-    _legendre(u[2], l_max, Q, Q, False)
-    sqrt2 = math.sqrt(2.0)
-    for l in range(l_max + 1):
-        base = l * l + l
-        Y[base] = norm[l, 0] * Q[l, 0]
-        for m in range(1, l + 1):
-            a = sqrt2 * norm[l, m] * Q[l, m]
-            Y[base + m] = a * C[m]
-            Y[base - m] = a * S[m]
+# ---- many directions at once -------------------------------------------------------
+# The density kernels evaluate the harmonics of all neighbours of one centre together:
+# arrays are (index, k) with the neighbour k contiguous, so every recursion step is one
+# vectorised loop over neighbours instead of a scalar recursion per neighbour.
+
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
+def _azimuthal_block(ns, x, y, lp, C, S):
+    """C[m, k] + i S[m, k] = (x_k + i y_k)^m for m < lp and k < ns."""
+    for k in range(ns):
+        C[0, k] = 1.0
+        S[0, k] = 0.0
+    for m in range(1, lp):
+        Cm = C[m]
+        Sm = S[m]
+        Cp = C[m - 1]
+        Sp = S[m - 1]
+        for k in range(ns):
+            Cm[k] = x[k] * Cp[k] - y[k] * Sp[k]
+            Sm[k] = x[k] * Sp[k] + y[k] * Cp[k]
 
 
-@njit(cache=True, fastmath=False, nogil=True)
-def harmonics_contract(u, l_max, norm, A, B, Q, dQ, C, S, grad):
-    """Σ_lm A_lm Y_lm(u), returned, and Σ_lm B_lm ∇_u f_lm(u) into ``grad`` (3,), without
-    storing Y or its derivatives (same recursion and formulas as
-    :func:`real_spherical_harmonics`; project ``grad`` with the tangential projection)."""
-    _azimuthal(u[0], u[1], l_max, C, S)
-    _legendre(u[2], l_max, Q, dQ, True)
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'}, inline="always")
+def _legendre_block(ns, z, lp, Q, dQ, with_derivative):
+    """Q_lm(z_k) = P_l^m(z_k)/sin^m θ_k in row l·lp + m of Q, and dQ_lm/dz when
+    ``with_derivative`` (same recursion as :func:`_legendre`; Q_mm is a constant)."""
+    qmm = 1.0
+    for m in range(lp):
+        if m > 0:
+            qmm = -(2 * m - 1) * qmm
+        Qm = Q[m * lp + m]
+        for k in range(ns):
+            Qm[k] = qmm
+        if with_derivative:
+            dQm = dQ[m * lp + m]
+            for k in range(ns):
+                dQm[k] = 0.0
+        if m + 1 < lp:
+            a = (2 * m + 1) * qmm
+            Q1 = Q[(m + 1) * lp + m]
+            for k in range(ns):
+                Q1[k] = a * z[k]
+            if with_derivative:
+                dQ1 = dQ[(m + 1) * lp + m]
+                for k in range(ns):
+                    dQ1[k] = a
+        for l in range(m + 2, lp):
+            a = (2 * l - 1) * _RECIP[l - m]
+            b = (l + m - 1) * _RECIP[l - m]
+            Ql = Q[l * lp + m]
+            Q1 = Q[(l - 1) * lp + m]
+            Q2 = Q[(l - 2) * lp + m]
+            if with_derivative:
+                dQl = dQ[l * lp + m]
+                dQ1 = dQ[(l - 1) * lp + m]
+                dQ2 = dQ[(l - 2) * lp + m]
+                for k in range(ns):
+                    dQl[k] = a * (Q1[k] + z[k] * dQ1[k]) - b * dQ2[k]
+            for k in range(ns):
+                Ql[k] = a * z[k] * Q1[k] - b * Q2[k]
+
+
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def harmonics_block(ns, x, y, z, l_max, norm, Y, Q, C, S):
+    """Y[lm, k] = Y_lm(u_k) for the unit vectors u_k = (x_k, y_k, z_k), k < ns.
+
+    Y : (L2, ≥ns) output.  Q : ((l_max+1)², ≥ns), C, S : (l_max+1, ≥ns) scratch."""
+    lp = l_max + 1
+    _azimuthal_block(ns, x, y, lp, C, S)
+    _legendre_block(ns, z, lp, Q, Q, False)
     sqrt2 = math.sqrt(2.0)
-    ay = 0.0
-    t0 = 0.0
-    t1 = 0.0
-    t2 = 0.0
-    for l in range(l_max + 1):
+    for l in range(lp):
         base = l * l + l
         n0 = norm[l, 0]
-        ay += A[base] * n0 * Q[l, 0]
-        t2 += B[base] * n0 * dQ[l, 0]
+        Ql = Q[l * lp]
+        Yb = Y[base]
+        for k in range(ns):
+            Yb[k] = n0 * Ql[k]
         for m in range(1, l + 1):
             a = sqrt2 * norm[l, m]
-            aq = a * Q[l, m]
-            adq = a * dQ[l, m]
-            bc = B[base + m]
-            bs = B[base - m]
-            ay += aq * (A[base + m] * C[m] + A[base - m] * S[m])
-            t0 += aq * m * (bc * C[m - 1] + bs * S[m - 1])
-            t1 += aq * m * (bs * C[m - 1] - bc * S[m - 1])
-            t2 += adq * (bc * C[m] + bs * S[m])
-    grad[0] = t0
-    grad[1] = t1
-    grad[2] = t2
-    return ay
+            Qlm = Q[l * lp + m]
+            Cm = C[m]
+            Sm = S[m]
+            Yp = Y[base + m]
+            Yn = Y[base - m]
+            for k in range(ns):
+                aq = a * Qlm[k]
+                Yp[k] = aq * Cm[k]
+                Yn[k] = aq * Sm[k]
+
+
+@njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
+def harmonics_contract_block(ns, x, y, z, l_max, norm, A, B, Q, dQ, C, S, ay, t0, t1, t2):
+    """For every direction k < ns: ay[k] = Σ_lm A[lm, k] Y_lm(u_k) and
+    (t0, t1, t2)[k] = Σ_lm B[lm, k] ∇_u f_lm(u_k), the polynomial gradient (project it
+    with ∇_r Y = (∇f − u (u·∇f))/|r|), without storing Y or its derivatives."""
+    lp = l_max + 1
+    _azimuthal_block(ns, x, y, lp, C, S)
+    _legendre_block(ns, z, lp, Q, dQ, True)
+    sqrt2 = math.sqrt(2.0)
+    for k in range(ns):
+        ay[k] = 0.0
+        t0[k] = 0.0
+        t1[k] = 0.0
+        t2[k] = 0.0
+    for l in range(lp):
+        base = l * l + l
+        n0 = norm[l, 0]
+        Q0 = Q[l * lp]
+        dQ0 = dQ[l * lp]
+        A0 = A[base]
+        B0 = B[base]
+        for k in range(ns):
+            ay[k] += n0 * A0[k] * Q0[k]
+            t2[k] += n0 * B0[k] * dQ0[k]
+        for m in range(1, l + 1):
+            a = sqrt2 * norm[l, m]
+            am = a * m
+            Qlm = Q[l * lp + m]
+            dQlm = dQ[l * lp + m]
+            Cm = C[m]
+            Sm = S[m]
+            Cp = C[m - 1]
+            Sp = S[m - 1]
+            Ap = A[base + m]
+            An = A[base - m]
+            Bp = B[base + m]
+            Bn = B[base - m]
+            for k in range(ns):
+                q = Qlm[k]
+                bc = Bp[k]
+                bs = Bn[k]
+                ay[k] += a * q * (Ap[k] * Cm[k] + An[k] * Sm[k])
+                t0[k] += am * q * (bc * Cp[k] + bs * Sp[k])
+                t1[k] += am * q * (bs * Cp[k] - bc * Sp[k])
+                t2[k] += a * dQlm[k] * (bc * Cm[k] + bs * Sm[k])
 
 
 @njit(cache=True, nogil=True)

@@ -98,6 +98,10 @@ class TwoBody(SOAP):
     def features(self, env):
         return self.spectrum(self.expand(env))[0]
 
+    def describe(self, env):
+        c = self.expand(env)
+        return (c, *self.spectrum(c))
+
     def spectrum(self, c):
         p = np.ascontiguousarray(c[:, :, :, 0].reshape(c.shape[0], -1))
         pnorm = np.sqrt(np.einsum("ij,ij->i", p, p))
