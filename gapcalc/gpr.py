@@ -24,7 +24,7 @@ from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
 from .descriptors.soap import Environment, assemble_forces
-from .kernels import DotProduct, SquaredExponential, kernel_from_dict
+from .kernels import DotProduct, SquaredExponential
 from .neighbors import neighbor_list
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
@@ -649,7 +649,6 @@ class SparseGPR:
         jitter = self.jitter * float(np.mean(np.diag(self.U_.T @ self.U_))) if M else self.jitter
         U = self.U_
         cols_new = []          # (term index, x, species)
-        Kcols = []             # k(X_old ∪ accepted, x) columns, global order
         for ti, X, spec in candidates:
             term = self.terms_[ti]
             for x, s in zip(np.atleast_2d(X), np.atleast_1d(spec)):

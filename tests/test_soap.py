@@ -300,3 +300,60 @@ def test_fused_features_equal_expansion_then_spectrum():
             env = desc.environment(at)
             p, _ = desc.spectrum(desc.expand(env))
             np.testing.assert_allclose(desc.compute(at), p, rtol=1e-12, atol=1e-14)
+
+
+def test_harmonics_over_many_directions_match_one_by_one():
+    """harmonics_block / harmonics_contract_block (neighbours vectorised) equal the
+    per-direction harmonics and their gradients, poles and padding slots included."""
+    from gapcalc.descriptors.spherical import (harmonics_block, harmonics_contract_block,
+                                               normalisation)
+    rng = np.random.default_rng(5)
+    l_max = 6
+    L2 = (l_max + 1) ** 2
+    v = rng.normal(size=(21, 3))
+    v[3] = [0.0, 0.0, 2.0]                     # the poles: sin θ = 0
+    v[4] = [0.0, 0.0, -0.7]
+    u = v / np.linalg.norm(v, axis=1)[:, None]
+    ns, slots = len(u), 24                     # the last slots are never touched
+    x, y, z = (np.ascontiguousarray(np.r_[u[:, a], np.zeros(slots - ns)]) for a in range(3))
+    norm = normalisation(l_max)
+    Q = np.empty((L2, slots))
+    dQ = np.empty((L2, slots))
+    C = np.empty((l_max + 1, slots))
+    S = np.empty((l_max + 1, slots))
+    Y = np.full((L2, slots), np.nan)
+    harmonics_block(ns, x, y, z, l_max, norm, Y, Q, C, S)
+    Yref, dYref = spherical_harmonics(v, l_max)            # ∇_r Y of r = v (1/Å)
+    np.testing.assert_allclose(Y[:, :ns].T, Yref, atol=1e-13)
+    assert np.isnan(Y[:, ns:]).all()
+    A = rng.normal(size=(L2, slots))
+    B = rng.normal(size=(L2, slots))
+    ay, t0, t1, t2 = (np.empty(slots) for _ in range(4))
+    harmonics_contract_block(ns, x, y, z, l_max, norm, A, B, Q, dQ, C, S, ay, t0, t1, t2)
+    np.testing.assert_allclose(ay[:ns], np.einsum("kl,lk->k", Yref, A[:, :ns]), atol=1e-12)
+    t = np.stack([t0, t1, t2], axis=1)[:ns]
+    # project the polynomial gradient: ∇_r (Σ B Y) = (t − u (u·t)) / |r|
+    proj = (t - u * np.einsum("ka,ka->k", u, t)[:, None]) / np.linalg.norm(v, axis=1)[:, None]
+    np.testing.assert_allclose(proj, np.einsum("kla,lk->ka", dYref, B[:, :ns]), atol=1e-11)
+
+
+def test_describe_equals_expand_then_spectrum_with_lonely_atoms():
+    """The one-pass prediction kernel (c, p̂, |p|) equals expansion then spectrum, for
+    several species, an atom without neighbours and a species absent from an atom's
+    neighbourhood (empty slot blocks)."""
+    at = Atoms("OH2CO", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0],
+                                   [12.0, 12.0, 12.0], [3.0, 0.2, 0.1]], cell=[25] * 3,
+               pbc=False)
+    for species in (["H", "C", "O"], ["H", "C", "N", "O"]):
+        desc = SOAP(species, **SMALL)
+        env = desc.environment(at)
+        c, p, pn = desc.describe(env)
+        c2 = desc.expand(env)
+        p2, pn2 = desc.spectrum(c2.copy())
+        np.testing.assert_allclose(c, c2, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(p, p2, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(pn, pn2, rtol=1e-14)
+        # the isolated C atom: only its own centre term, in its own species block
+        s_c = desc.species.indices(np.array([6]))[0]
+        assert np.abs(np.delete(c[3], s_c, axis=0)).max() == 0.0
+        assert np.abs(c[3, s_c, :, 1:]).max() == 0.0 and np.abs(c[3, s_c, :, 0]).max() > 0

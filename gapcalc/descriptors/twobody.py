@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .radial import radial_integral
-from .soap import SOAP, DescriptorGradients, expansion, gradient_slots
+from .soap import SOAP, DescriptorGradients, gradient_slots
 
 Y00 = 0.5 / math.sqrt(math.pi)
 
