@@ -106,6 +106,13 @@ def _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
     return ns
 
 
+@njit(cache=True, nogil=True)
+def _slot_buffers(n_species, slots, W):
+    """Per-thread slot arrays: sstart (S+1,), ks (slots,), geo (5, slots), G (W, slots)."""
+    return (np.empty(n_species + 1, dtype=np.int64), np.empty(slots, dtype=np.int64),
+            np.empty((5, slots)), np.empty((W, slots)))
+
+
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_derivative):
     """G[q, k] = g_nl(|r_k|) (q = l·n_max + n, Eq. 8 radial part) and dG = d/d|r| when
@@ -204,10 +211,7 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
     p = np.empty((n_atoms if with_p else 0, D))
     pnorm = np.empty(n_atoms if with_p else 0)
     for t in prange(n_chunks):
-        sstart = np.empty(n_species + 1, dtype=np.int64)
-        ks = np.empty(slots, dtype=np.int64)
-        geo = np.empty((5, slots))
-        G = np.empty((W, slots))
+        sstart, ks, geo, G = _slot_buffers(n_species, slots, W)
         Y = np.empty((L2, slots))
         Q = np.empty((lp * lp, slots))
         C = np.empty((lp, slots))
@@ -555,10 +559,7 @@ def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, der
     slots = max_neighbours(first) + n_species * PAD
     out = np.empty((vectors.shape[0], 3))
     for t in prange(n_chunks):
-        sstart = np.empty(n_species + 1, dtype=np.int64)
-        ks = np.empty(slots, dtype=np.int64)
-        geo = np.empty((5, slots))
-        G = np.empty((Wq, slots))
+        sstart, ks, geo, G = _slot_buffers(n_species, slots, Wq)
         dG = np.empty((Wq, slots))
         A = np.empty((L2, slots))
         B = np.empty((L2, slots))
