@@ -23,7 +23,6 @@ def load_model_file(path):
 
 def load(name_or_path, **calc_kwargs):
     """A :class:`GAPCalculator` from a model file, or a shipped potential by name ("Cu", "Si", ...)."""
-    from pathlib import Path
     from .potentials import resolve
     return GAPCalculator(load_model_file(resolve(name_or_path)), **calc_kwargs)
 

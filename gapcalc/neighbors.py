@@ -262,6 +262,20 @@ def _bin_sort(pos, cell, periodic, nwrap, abin, nbins, kmax):
     return bin_start, spos, sidx, wtab, mtab, maxocc
 
 
+@nb.njit(cache=True)
+def _csr_arrays(counts):
+    """CSR offsets ``first`` (n+1,) from per-atom pair counts, and the (uninitialised) pair
+    arrays index, shifts (zero), vectors, distances that the searches fill."""
+    n = counts.shape[0]
+    first = np.empty(n + 1, dtype=np.int64)
+    first[0] = 0
+    for i in range(n):
+        first[i + 1] = first[i] + counts[i]
+    npairs = first[n]
+    return (first, np.empty(npairs, dtype=np.int64), np.zeros((npairs, 3), dtype=np.int64),
+            np.empty((npairs, 3), dtype=np.float64), np.empty(npairs, dtype=np.float64))
+
+
 @nb.njit(cache=True, parallel=True)
 def _search(pos, cell, nwrap, abin, nbins, kmax, bin_start, spos, sidx, wtab, mtab,
             maxocc, screen2, cut2):
@@ -283,15 +297,7 @@ def _search(pos, cell, nwrap, abin, nbins, kmax, bin_start, spos, sidx, wtab, mt
         counts[i] = _scan_atom(i, pos, cell, nwrap, abin, nbins, kmax, wtab, mtab,
                                bin_start, spos, sidx, maxocc, screen2, cut2,
                                False, 0, index, shifts, vectors, distances)
-    first = np.empty(n + 1, dtype=np.int64)
-    first[0] = 0
-    for i in range(n):
-        first[i + 1] = first[i] + counts[i]
-    npairs = first[n]
-    index = np.empty(npairs, dtype=np.int64)
-    shifts = np.empty((npairs, 3), dtype=np.int64)
-    vectors = np.empty((npairs, 3), dtype=np.float64)
-    distances = np.empty(npairs, dtype=np.float64)
+    first, index, shifts, vectors, distances = _csr_arrays(counts)
     for i in nb.prange(n):
         _scan_atom(i, pos, cell, nwrap, abin, nbins, kmax, wtab, mtab,
                    bin_start, spos, sidx, maxocc, screen2, cut2,
@@ -320,14 +326,7 @@ def _all_pairs(pos, cut2):
                 dz = pos[j, 2] - pos[i, 2]
                 if dx * dx + dy * dy + dz * dz <= cut2:
                     counts[i] += 1
-    first = np.zeros(n + 1, dtype=np.int64)
-    for i in range(n):
-        first[i + 1] = first[i] + counts[i]
-    npairs = first[n]
-    index = np.empty(npairs, dtype=np.int64)
-    shifts = np.zeros((npairs, 3), dtype=np.int64)
-    vectors = np.empty((npairs, 3), dtype=np.float64)
-    distances = np.empty(npairs, dtype=np.float64)
+    first, index, shifts, vectors, distances = _csr_arrays(counts)
     for i in range(n):
         q = first[i]
         for j in range(n):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from ..neighbors import neighbor_list
 from .radial import (_hermite, radial_integral, radial_integral_ln, radial_table,
@@ -56,8 +56,7 @@ PAD = 8
 
 def work_chunks(n_atoms: int) -> int:
     """Number of parallel work items (centre ranges) for the per-centre kernels."""
-    import numba
-    return max(1, min(n_atoms, 4 * numba.get_num_threads()))
+    return max(1, min(n_atoms, 4 * get_num_threads()))
 
 
 @njit(cache=True, nogil=True)
@@ -166,6 +165,15 @@ def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_
         ci[si, n, 0] += centre_weight * centre[n] * y00
 
 
+@njit(cache=True, nogil=True)
+def _coefficients_by_lm(ci, cT):
+    """cT[lm, a] = ci[a, lm]: one atom's coefficients ci (S·n_max, L2) with the flattened
+    (species, n) index a = s·n_max + n fastest."""
+    for a in range(ci.shape[0]):
+        for lm in range(ci.shape[1]):
+            cT[lm, a] = ci[a, lm]
+
+
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _spectrum_from_coefficients(ci, cT, Gram, f_a1, f_a2, f_l, f_w, p_row):
     """One atom's power spectrum (Eq. 9) into p_row from ci (S·n_max, L2); returns |p|².
@@ -175,9 +183,7 @@ def _spectrum_from_coefficients(ci, cT, Gram, f_a1, f_a2, f_l, f_w, p_row):
     over b), then feature f = (a1, a2, l) takes w_f Gram_l[a1, a2].
     Scratch: cT (L2, S·n_max), Gram (l_max+1, S·n_max, S·n_max)."""
     W = ci.shape[0]
-    for a in range(W):
-        for lm in range(ci.shape[1]):
-            cT[lm, a] = ci[a, lm]
+    _coefficients_by_lm(ci, cT)
     Gram[:] = 0.0
     for l in range(Gram.shape[0]):
         Gl = Gram[l]
@@ -216,12 +222,13 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
         Q = np.empty((lp * lp, slots))
         C = np.empty((lp, slots))
         S = np.empty((lp, slots))
+        g = np.empty(W)
         buf = np.empty((n_species, n_max, L2))
         cT = np.empty((L2, n_species * n_max))
         Gram = np.empty((lp, n_species * n_max, n_species * n_max))
         for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
-            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, G[0], G[0], False)
+            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, g, g, False)
             harmonics_block(ns, geo[2], geo[3], geo[4], l_max, norm, Y, Q, C, S)
             ci = c[i] if keep_c else buf
             _density_block(spec[i], n_species, sstart, G, Y, centre, centre_weight, n_max,
@@ -268,16 +275,6 @@ def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_
                           centre, l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
                           False, True, work_chunks(len(first) - 1))
     return p, pnorm
-
-
-@njit(cache=True, nogil=True)
-def _coefficients_by_lm(c, i, cT):
-    """cT[lm, s·n_max + n] = c[i, s, n, lm]: atom i's coefficients, (species, n) fastest."""
-    n_max = c.shape[2]
-    for s in range(c.shape[1]):
-        for n in range(n_max):
-            for lm in range(c.shape[3]):
-                cT[lm, s * n_max + n] = c[i, s, n, lm]
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -414,7 +411,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
             loc[:nsl] = 0.0
             if with_strain:
                 st[:] = 0.0
-            _coefficients_by_lm(c, i, ciT)
+            _coefficients_by_lm(c[i].reshape((n_species * n_max, L2)), ciT)
             ic = centre_slot[i] - g0
             for k in range(first[i], first[i + 1]):
                 _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y,
