@@ -28,7 +28,7 @@ from .kernels import DotProduct, SquaredExponential
 from .neighbors import neighbor_list
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
-from .targets import FrameError, TargetKeys, check_atoms, read_targets
+from .targets import FrameError, TargetKeys, check_atoms, check_targets, read_targets
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,7 @@ class SparseGPR:
             check_atoms(at, self.min_distance, where=f"frame {k}")
             targets.append(read_targets(at, k, self._keys(), self._sigmas(),
                                         self.config_type_sigma))
+        check_targets(frames, targets)
         return targets
 
     def fit(self, frames, progress_every: float = 10.0):

@@ -121,6 +121,43 @@ def compact(table) -> dict:
                                 for ct, r in table["per_config_type"].items()}}
 
 
+def check_record(model_path, data_path, indices=None) -> dict:
+    """Errors of the *saved* model file on committed frames, for the card's summary.
+
+    ``tests/test_potentials.py`` re-evaluates the shipped file on the same frames of the
+    same committed file and requires these numbers to relative 1e-6: the card states
+    what the file does. ``indices`` None = every frame of ``data_path``.
+    """
+    import ase.io
+    from gapcalc import load_model_file
+    from gapcalc.metrics import error_table
+    frames = ase.io.read(data_path, ":")
+    indices = list(range(len(frames))) if indices is None else [int(i) for i in indices]
+    table = error_table(load_model_file(model_path), [frames[i] for i in indices])
+    keep = ("energy_rmse", "energy_mae", "force_rmse", "force_mae", "stress_rmse", "n_frames")
+    return {"data": rel(data_path), "frames": indices,
+            "overall": {k: table["overall"][k] for k in keep}}
+
+
+def check_text(rec) -> str:
+    """One Markdown paragraph saying what the test of the shipped file checks."""
+    o = rec["overall"]
+    stress = ("" if o.get("stress_rmse") is None
+              else f", stress RMSE {o['stress_rmse'] * EV_A3_TO_GPA:.4f} GPa")
+    return (f"The shipped file itself, evaluated on {o['n_frames']} committed frames "
+            f"(`{rec['data']}`, frames {_ranges(rec['frames'])}): energy RMSE "
+            f"{o['energy_rmse'] * 1e3:.4f} meV/atom, force RMSE {o['force_rmse']:.5f} eV/Å"
+            f"{stress}. `tests/test_potentials.py` recomputes these numbers from the file "
+            "(relative tolerance 1e-6).")
+
+
+def _ranges(idx) -> str:
+    idx = list(idx)
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return f"{idx[0]}–{idx[-1]}"
+    return ", ".join(map(str, idx))
+
+
 def resolve_noise(model, sigma_energy=None, sigma_force=None, sigma_virial=None):
     """Re-solve a fitted model (fit with its training triangles) for other noise levels.
 
