@@ -124,8 +124,11 @@ def test_active_learning_example(tmp_path):
     spec = importlib.util.spec_from_file_location("active_learning_example", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--steps", "20", "--no-validate", "--run-dir", str(tmp_path / "r")]) == 0
+    assert mod.main(["--steps", "20", "--run-dir", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "model.npz").exists()
+    # a run started from Python resumes (issue 16: it failed with KeyError 'temperature')
+    assert mod.main(["--steps", "26", "--resume", "--run-dir", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["step"] == 26
 
 
 # ------------------------------------------------------------------ issue 16 / issue 14 §2
