@@ -68,11 +68,11 @@ def run(args):
     atoms = bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3)
     run_dir = Path(tempfile.mkdtemp(prefix="otf_schedule_"))
     shutil.rmtree(run_dir)
-    kept = {"positions": [], "models": {}, "cal": {}}
+    kept = {"positions": {}, "models": {}, "cal": {}}
 
     def audit(step, otf):
-        if len(kept["positions"]) <= step:
-            kept["positions"].append(otf.atoms.positions.copy())
+        if step not in kept["positions"]:
+            kept["positions"][step] = otf.atoms.positions.copy()
             kept["cells"] = otf.atoms.cell.array.copy()
         if otf.n_calls_ not in kept["models"]:
             kept["models"][otf.n_calls_] = copy.deepcopy(otf.model)
@@ -135,7 +135,7 @@ def audit_report(otf, kept, n_steps):
     calls = [h["step"] for h in otf.history_ if "call" in h]
     model_at = []            # number of calls made before step k's decision
     pos = kept["positions"]
-    n_steps = min(n_steps, len(pos) - 1)
+    n_steps = min(n_steps, max(pos))
     k_call = 0
     base = Atoms("Cu" * 0)
     del base
@@ -148,10 +148,8 @@ def audit_report(otf, kept, n_steps):
         while k_call < len(calls) and calls[k_call] < step:
             k_call += 1
         model_at.append(k_call)
-        if step == 0 or step in calls[:1]:
-            continue
         m = kept["models"].get(k_call)
-        if m is None:
+        if m is None or step not in pos:
             continue
         at = template.copy()
         at.positions = pos[step]

@@ -846,6 +846,7 @@ def _run_dynamics(otf, dyn, atoms, total, log_interval):
     marks = {"t": t0, "step": dyn.nsteps}
     timers0 = dict(otf.timers_)
     checks0 = len(otf.checks_)
+    cpu0 = time.process_time()
 
     def progress():
         now = time.perf_counter()
@@ -869,7 +870,8 @@ def _run_dynamics(otf, dyn, atoms, total, log_interval):
     wall = time.perf_counter() - t0
     c = {k: otf.timers_[k] - timers0.get(k, 0.0) for k in otf.timers_}   # this session
     md_s = max(wall - c["check_s"] - c["oracle_s"] - c["learn_s"] - c["io_s"], 1e-9)
-    otf.session_ = {"wall_s": round(wall, 3), "md_s": round(md_s, 3),
+    otf.session_ = {"wall_s": round(wall, 3), "cpu_s": round(time.process_time() - cpu0, 3),
+                    "md_s": round(md_s, 3),
                     "checks": len(otf.checks_) - checks0,
                     **{k: round(v, 3) for k, v in c.items()}}
     log.info("learning run done: step %d, %d oracle calls; this session: %.1f s (MD %.1f s, "

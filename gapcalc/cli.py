@@ -326,7 +326,7 @@ def cmd_demo(a):
 
 
 LEARN_DEFAULTS = dict(oracle="emt", temperature=800.0, steps=5000, timestep=2.0,
-                      threshold=0.08, threshold_sigma=None, check_interval=200, min_interval=20,
+                      threshold=0.055, threshold_sigma=None, check_interval=200, min_interval=20,
                       max_calls=100, converge_checks=10, converge_steps=1000,
                       monitor_interval=500,
                       n_sparse_initial=50, n_sparse_add=25, refit_every=0,
