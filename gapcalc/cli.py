@@ -427,7 +427,9 @@ def cmd_learn(a):
     if ses:
         print(f"  this session: MD {ses['md_s']:.1f} s, {ses['checks']} uncertainty checks "
               f"{ses['check_s']:.1f} s ({100 * ses['check_s'] / max(ses['md_s'], 1e-9):.0f} % "
-              f"of MD), oracle {ses['oracle_s']:.1f} s, learning {ses['learn_s']:.1f} s")
+              f"of MD), oracle {ses['oracle_s']:.1f} s, learning {ses['learn_s']:.1f} s; CPU "
+              f"{ses['cpu_s']:.1f} s: MD {ses['md_cpu_s']:.1f} s, checks {ses['check_cpu_s']:.1f} s"
+              f" ({100 * ses['uncertainty_fraction_of_md_cpu']:.0f} % of MD)")
     print(f"  why the oracle calls stopped: {otf.stop_reason()}")
     for h in otf.history_:
         print(f"  call {h.get('call', '-')}: step {h['step']}, {h['reason']}, max σ_F "
