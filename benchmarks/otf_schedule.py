@@ -90,7 +90,6 @@ def run(args):
     t0, c0 = time.perf_counter(), cpu_seconds()
     if args.audit:
         # same run as active.learn, with the audit hook set before the first step
-        from gapcalc.md import thermalize
         orig = active.OnTheFly.__init__
 
         def init(self, *a, **k):

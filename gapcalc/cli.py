@@ -275,23 +275,21 @@ def cmd_curve(a):
 def cmd_md(a):
     from .md import run_md
     from . import load
-    from ase.io import read
     from .potentials import resolve
     resolve(a.model)                    # a clear error before reading anything else
     atoms = _read_one(a.structure)
     calc = load(a.model)
     atoms.calc = calc
-    monitor = None
-    if a.log_uncertainty:
-        def monitor():
-            fs = calc.model.uncertainty(atoms, nl=calc._neighbors(atoms))["forces_std"]
-            per_atom = np.sqrt(np.mean(fs ** 2, axis=1))
-            return (f"max σ_F {per_atom.max():.4f} eV/Å (atom {int(per_atom.argmax())}; latent "
-                    "posterior std)")
+
+    def monitor():
+        fs = calc.model.uncertainty(atoms, nl=calc._neighbors(atoms))["forces_std"]
+        per_atom = np.sqrt(np.mean(fs ** 2, axis=1))
+        return (f"max σ_F {per_atom.max():.4f} eV/Å (atom {int(per_atom.argmax())}; latent "
+                "posterior std)")
     run_md(atoms, steps=a.steps, temperature=a.temperature, timestep=a.timestep,
            ensemble=a.ensemble, trajectory=a.output, log_interval=a.log_interval,
            pressure=a.pressure, seed=a.seed, trajectory_interval=a.trajectory_interval,
-           monitor=monitor)
+           monitor=monitor if a.log_uncertainty else None)
 
 
 def cmd_demo(a):
@@ -379,7 +377,7 @@ def cmd_learn(a):
     given = _learn_settings(a)
     t0 = time.perf_counter()
     if a.resume:
-        state = _check_resume_flags(a, given)
+        _check_resume_flags(a, given)
         run_dir = Path(a.resume)
         otf = active.resume(
             a.resume, oracle=a.oracle if "oracle" in given else None,
@@ -387,10 +385,8 @@ def cmd_learn(a):
             max_calls=a.max_calls if "max_calls" in given else None,
             log_interval=a.log_interval if "log_interval" in given else None)
         validate = 0
-        del state
     else:
         from ase.build import bulk
-        from ase.io import read
         builtin = not a.structure
         atoms = (bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3) if builtin
                  else _read_one(a.structure))
