@@ -11,12 +11,14 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .descriptors import SOAP, PairDistance, TwoBody  # noqa: E402
+from .potential import Potential  # noqa: E402
 from .gpr import SparseGPR  # noqa: E402
 from .calculator import GAPCalculator  # noqa: E402
 
 
 def load_model_file(path):
-    """Load a :class:`SparseGPR` from a model file (no calculator)."""
+    """A model from a file (no calculator): a :class:`SparseGPR` when the file holds the
+    posterior, else a :class:`Potential`."""
     from .io import load_model
     return load_model(path)
 
@@ -27,4 +29,4 @@ def load(name_or_path, **calc_kwargs):
     return GAPCalculator(load_model_file(resolve(name_or_path)), **calc_kwargs)
 
 
-__all__ = ["SOAP", "PairDistance", "TwoBody", "SparseGPR", "GAPCalculator", "load", "load_model_file"]
+__all__ = ["SOAP", "PairDistance", "TwoBody", "Potential", "SparseGPR", "GAPCalculator", "load", "load_model_file"]

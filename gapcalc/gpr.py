@@ -23,70 +23,15 @@ from scipy import sparse
 from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
-from .descriptors.soap import Environment, assemble_forces
+from .descriptors.soap import Environment
 from .kernels import DotProduct, SquaredExponential
 from .neighbors import neighbor_list
+from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
 from .targets import FrameError, TargetKeys, check_atoms, read_targets
 
 log = logging.getLogger(__name__)
-
-VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-_VOIGT_A = np.array([a for a, _ in VOIGT])
-_VOIGT_B = np.array([b for _, b in VOIGT])
-
-
-class Term:
-    """One additive part of the model: descriptor, kernel, sparse points, weights.
-
-    X : (M_t, D) sparse environments sorted by species; X_species : (M_t,) species index;
-    offsets : (n_species+1,), the sparse points of species s are offsets[s]:offsets[s+1].
-    columns : (M_t,) the global column (index into the model's α, R, U) of each sparse
-    point; columns are numbered in order of creation, so sparse points added later
-    (on-the-fly learning) extend every matrix at the end.
-    """
-
-    def __init__(self, descriptor, kernel, X, X_species, alpha=None, columns=None):
-        X_species = np.asarray(X_species, dtype=np.int64)
-        order = np.argsort(X_species, kind="stable")
-        self.descriptor = descriptor
-        self.kernel = kernel
-        self.X = np.ascontiguousarray(np.asarray(X)[order], dtype=np.float64)
-        self.X_species = X_species[order]
-        cols = np.arange(len(order)) if columns is None else np.asarray(columns, dtype=np.int64)
-        self.columns = cols[order]
-        n_species = len(descriptor.species)
-        self.offsets = np.searchsorted(self.X_species, np.arange(n_species + 1))
-        self.alpha = None if alpha is None else np.asarray(alpha, dtype=np.float64)[order]
-
-    @property
-    def M(self) -> int:
-        return len(self.X)
-
-    def blocks(self, spec):
-        """(species s, atom indices of s, sparse slice of s) for species present in both."""
-        for s in range(len(self.offsets) - 1):
-            lo, hi = self.offsets[s], self.offsets[s + 1]
-            rows = np.flatnonzero(spec == s)
-            if hi > lo and len(rows):
-                yield s, rows, slice(lo, hi)
-
-    def kmm(self) -> np.ndarray:
-        """K_MM of this term in its own (species-sorted) order."""
-        K = np.zeros((self.M, self.M))
-        for s in range(len(self.offsets) - 1):
-            sl = slice(self.offsets[s], self.offsets[s + 1])
-            K[sl, sl] = self.kernel(self.X[sl], self.X[sl])
-        return K
-
-    def local_kernel(self, p, spec) -> np.ndarray:
-        """k(p_i, x_m) for every atom and sparse point, zero across species: (N, M_t)."""
-        K = np.zeros((len(p), self.M))
-        for _, rows, sl in self.blocks(spec):
-            K[rows, sl] = self.kernel(p[rows], self.X[sl])
-        return K
-
 
 @dataclass
 class _Evaluated:
@@ -712,42 +657,29 @@ class SparseGPR:
         if not hasattr(self, "alpha_"):
             raise RuntimeError("model is not fitted: call fit() or load a model file")
 
-    def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
-                 check=True):
-        """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
+    @property
+    def cutoff(self) -> float:
+        """Largest cutoff of the fitted terms (Å)."""
+        return max(t.descriptor.cutoff for t in self.terms_)
 
-        Reverse mode (:meth:`SOAP.backward`): ∂p/∂r is never formed. ``stress`` is
-        returned only for 3-D periodic structures (None otherwise). ``check=False``
-        skips the input checks (for callers that have just made them).
-        """
+    @property
+    def has_posterior(self) -> bool:
+        return getattr(self, "R_", None) is not None
+
+    @property
+    def potential_(self) -> Potential:
+        """The fitted potential (prediction only); shares the terms with this model, so
+        it follows later updates. Save it to write a file without the posterior."""
         self._check_fitted()
-        md = self.min_distance if min_distance is None else min_distance
-        if check:
-            check_atoms(atoms, md if nl is None else 0.0)
-        nl = self._neighbors(atoms) if nl is None else nl
-        n = len(atoms)
-        spec = self.species_.indices(atoms.numbers)
-        energies = np.array([self.e0_[s] for s in self.species_.symbols])[spec]
-        F = np.zeros((n, 3))
-        W = np.zeros((3, 3))
-        need_grad = forces or stress
-        for term in self.terms_:
-            ev = _describe(term, atoms, nl)
-            w = np.zeros_like(ev.p)
-            for s, rows, sl in term.blocks(ev.env.spec):
-                eps, w_s = term.kernel.energy_and_gradient(ev.p[rows], term.X[sl], term.alpha[sl])
-                energies[rows] += eps
-                w[rows] = w_s
-            if need_grad:
-                t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
-                assemble_forces(ev.env.first, ev.env.index, ev.env.vectors, t, F, W)
-        out = {"energy": float(energies.sum()), "energies": energies}
-        if forces:
-            out["forces"] = F
-        if stress and atoms.pbc.all():
-            W = 0.5 * (W + W.T) / atoms.get_volume()
-            out["stress"] = W[_VOIGT_A, _VOIGT_B]
-        return out
+        return Potential(self.species_, self.e0_, self.terms_, self.min_distance,
+                         info={"training": self.training_summary_})
+
+    def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
+                 check=True, virials=False):
+        """Energy, per-atom energies, forces, stress: :meth:`Potential.evaluate`."""
+        return self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
+                                        min_distance=min_distance, check=check,
+                                        virials=virials)
 
     def predict(self, frames):
         """Energies (n_frames,), forces (list of (n, 3)), stresses (list of (6,) or None)."""

@@ -698,6 +698,25 @@ def filter_pairs(first, index, vectors, distances, cutoff):
 
 
 @njit(cache=True)
+def pairs_within(first, vectors, cutoff):
+    """Indices of the pairs shorter than ``cutoff`` (Å), in order, and the CSR ``first``
+    (n_centres+1,) of that sub-list."""
+    n = first.shape[0] - 1
+    c2 = cutoff * cutoff
+    kept = np.empty(vectors.shape[0], dtype=np.int64)
+    nfirst = np.empty(n + 1, dtype=np.int64)
+    q = 0
+    nfirst[0] = 0
+    for i in range(n):
+        for k in range(first[i], first[i + 1]):
+            if vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2 < c2:
+                kept[q] = k
+                q += 1
+        nfirst[i + 1] = q
+    return nfirst, kept[:q].copy()
+
+
+@njit(cache=True)
 def assemble_forces(first, index, vectors, t, F, W):
     """Add pair terms t_k = ∂ε_i/∂r_ij to forces (F_j −= t_k, F_i += t_k) and to
     W_ab += Σ_k t_k,a r_k,b (∂E/∂ε), in place."""
@@ -772,6 +791,50 @@ class Environment:
         env.vectors = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float64)
         env.offsets = np.asarray(offsets, dtype=np.int64)
         return env
+
+    @classmethod
+    def from_arrays(cls, first, index, vectors, spec) -> "Environment":
+        """A neighbour description given directly (the prediction core's input).
+
+        first : (n_centres+1,) int64 CSR offsets; centre i owns pairs first[i]:first[i+1].
+        index : (n_pairs,) int64 neighbour atom of each pair, in 0..n_all-1; centres are
+            atoms 0..n_centres-1, atoms beyond are neighbours only (e.g. LAMMPS ghosts).
+        vectors : (n_pairs, 3) r_j − r_i (Å), images included.
+        spec : (n_all,) int64 species index of every atom (centres and neighbours).
+        """
+        env = cls.__new__(cls)
+        env.first = np.ascontiguousarray(first, dtype=np.int64)
+        env.index = np.ascontiguousarray(index, dtype=np.int64)
+        env.vectors = np.ascontiguousarray(vectors, dtype=np.float64).reshape(-1, 3)
+        env.spec = np.ascontiguousarray(spec, dtype=np.int64)
+        env.n_atoms = len(env.first) - 1
+        if len(env.index) != len(env.vectors) or env.first[-1] != len(env.index):
+            raise ValueError("inconsistent neighbour arrays: first[-1], index and vectors "
+                             "must all count the same pairs")
+        if len(env.spec) < env.n_atoms or (len(env.index) and
+                                           (env.index.min() < 0 or
+                                            env.index.max() >= len(env.spec))):
+            raise ValueError("neighbour index outside the atoms whose species are given")
+        return env
+
+    @property
+    def n_centres(self) -> int:
+        """Atoms whose local energies are computed (0..n_centres-1)."""
+        return len(self.first) - 1
+
+    @property
+    def centre_spec(self) -> np.ndarray:
+        """(n_centres,) species index of the centres."""
+        return self.spec[:self.n_centres]
+
+    def within(self, cutoff):
+        """(sub-environment of the pairs shorter than ``cutoff``, their indices in this
+        one); (self, None) when every pair is already shorter."""
+        nfirst, kept = pairs_within(self.first, self.vectors, float(cutoff))
+        if len(kept) == len(self.index):
+            return self, None
+        sub = Environment.from_arrays(nfirst, self.index[kept], self.vectors[kept], self.spec)
+        return sub, kept
 
     def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
         self.n_atoms = len(atoms)
