@@ -191,11 +191,24 @@ def _parity_plot(pred, path):
 
 
 def cmd_info(a):
+    from .gap_xml import describe, is_gap_xml, load_gap_xml
+    if is_gap_xml(a.model):
+        print(f"{a.model}: gap_fit model file (imported as a gapcalc Potential)")
+        print(json.dumps(describe(load_gap_xml(a.model)), indent=2, ensure_ascii=False))
+        return
     from .io import read_npz
     header, arrays = read_npz(a.model)
     header.pop("checksums", None)
     header["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
     print(json.dumps(header, indent=2, sort_keys=True))
+
+
+def cmd_convert(a):
+    """gap_fit XML → native model file (no XML or sparseX files needed afterwards)."""
+    from .gap_xml import load_gap_xml
+    pot = load_gap_xml(a.model, label=a.label)
+    pot.save(a.output)
+    print(f"{a.model} -> {a.output}: {pot!r}, cutoff {pot.cutoff:g} Å")
 
 
 def cmd_cv(a):
@@ -361,9 +374,15 @@ def build_parser():
     e.add_argument("--plot", help="parity plot PNG (needs matplotlib)")
     e.set_defaults(func=cmd_eval)
 
-    i = sub.add_parser("info", help="print a model file's header")
+    i = sub.add_parser("info", help="print a model file's header (or describe a gap_fit XML)")
     i.add_argument("model")
     i.set_defaults(func=cmd_info)
+
+    cv = sub.add_parser("convert", help="convert a gap_fit XML model to a gapcalc model file")
+    cv.add_argument("model", help="gap_fit XML file (its sparseX files beside it)")
+    cv.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    cv.add_argument("--label", default=None, help="GAP_params label (default: the file's)")
+    cv.set_defaults(func=cmd_convert)
 
     c = sub.add_parser("cv", help="k-fold cross-validation over σ and δ")
     c.add_argument("train")

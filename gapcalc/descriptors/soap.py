@@ -889,6 +889,8 @@ class SOAP:
     Z : centre species (default: every atom is a centre). Only :meth:`compute` filters by
         it (its rows are the centres in atom order, as quippy's); models select centres by
         species themselves.
+    l_factor : weight each l by (2l+1)^{-1/2} (default); False reproduces gap_fit files
+        older than gap_version 1423143769, which lack it.
     """
 
     name = "soap"
@@ -897,12 +899,13 @@ class SOAP:
     Z = None
     central_reference_all_species = False
     covariance_sigma0 = 0.0
+    l_factor = True
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
                  central_reference_all_species=None, covariance_sigma0=0.0,
                  basis_error_exponent=10.0, layout=None, species_Z=None, Z=None, *,
-                 normalise=None, central_weight=None):
+                 normalise=None, central_weight=None, l_factor=True):
         if normalise is not None:
             normalize = normalise
         if central_weight is not None:
@@ -963,6 +966,12 @@ class SOAP:
             self._features = _feature_index_quip(channels, self.n_max, self.l_max)
         else:
             self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        self.l_factor = bool(l_factor)
+        if not self.l_factor:
+            # gap_fit files older than gap_version 1423143769: no (2l+1)^{-1/2} weight
+            s1, s2, n1, n2, fl, fw = self._features
+            self._features = (s1, s2, n1, n2, fl,
+                              np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
         s1, s2, n1, n2, fl, fw = self._features
         # (a1, a2, l, w): the features over flattened (species, n) rows, for the
         # per-centre kernels
@@ -991,6 +1000,8 @@ class SOAP:
              "species_Z": list(self.species_Z)}
         if self.Z is not None:
             d["Z"] = list(self.Z)
+        if not self.l_factor:
+            d["l_factor"] = False
         return d
 
     @classmethod
