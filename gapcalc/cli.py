@@ -113,12 +113,43 @@ def _gap_fit_model(a, species):
     return SparseGPR(**kw)
 
 
-def _model_from_args(a, frames):
+class UsageError(Exception):
+    """A command-line request that cannot be carried out (message for the user)."""
+
+
+def _dask_args(p):
+    g = p.add_argument_group("parallel fitting (Dask; pip install 'gapcalc[dask]')")
+    g.add_argument("--workers", type=int, default=None,
+                   help="run on a local Dask cluster of this many processes (1 thread each)")
+    g.add_argument("--scheduler", default=None,
+                   help="run on an existing Dask cluster: tcp://host:port or a scheduler file")
+    g.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per task (default: from the data, ~max(16 M, 16384) rows)")
+
+
+def _parallel(a) -> bool:
+    return bool(getattr(a, "workers", None) or getattr(a, "scheduler", None))
+
+
+def _client(a):
+    """Dask client for --workers / --scheduler (clear error when Dask is missing)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("--workers/--scheduler need Dask: pip install 'gapcalc[dask]'") from None
+    from .distributed import connect
+    if not a.verbose:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    return connect(workers=a.workers, scheduler=a.scheduler)
+
+
+def _model_from_args(a, frames=None, species=None):
     from .descriptors import SOAP
     from .gpr import SparseGPR
-    species = np.unique(np.concatenate([at.numbers for at in frames]))
+    if species is None:
+        species = np.unique(np.concatenate([at.numbers for at in frames]))
     if getattr(a, "gap", None):
-        return _gap_fit_model(a, species.tolist())
+        return _gap_fit_model(a, np.asarray(species).tolist())
     desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
                 atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width,
                 radial_basis=a.radial_basis or "gto")
@@ -140,12 +171,18 @@ def _model_from_args(a, frames):
 
 def cmd_fit(a):
     from .metrics import error_table, format_table
-    frames = _read(a.train)
-    model = _model_from_args(a, frames)
     t0 = time.perf_counter()
-    model.fit(frames)
-    log.info("fitted %d frames in %.1f s (M = %d)", len(frames), time.perf_counter() - t0,
-             model.M_)
+    if _parallel(a):
+        from .distributed import species
+        with _client(a) as client:
+            model = _model_from_args(a, species=species(a.train, client))
+            model.fit(a.train, client=client, chunk_frames=a.chunk_frames)
+    else:
+        frames = [at for path in a.train for at in _read(path)]
+        model = _model_from_args(a, frames)
+        model.fit(frames)
+    log.info("fitted %d frames in %.1f s (M = %d)", model.training_summary_["n_frames"],
+             time.perf_counter() - t0, model.M_)
     model.save(a.output)
     print(f"model written to {a.output}")
     if a.valid:
@@ -213,12 +250,19 @@ def cmd_convert(a):
 
 def cmd_cv(a):
     from .tuning import cross_validate
-    frames = _read(a.train)
-    model = _model_from_args(a, frames)
-    cv = cross_validate(model, frames, k=a.folds, sigma_energy=_floats(a.grid_sigma_energy),
-                        sigma_force=_floats(a.grid_sigma_force),
-                        sigma_virial=_floats(a.grid_sigma_virial), delta=_floats(a.grid_delta),
-                        score=a.score, refit=bool(a.output))
+    grid = dict(k=a.folds, sigma_energy=_floats(a.grid_sigma_energy),
+                sigma_force=_floats(a.grid_sigma_force),
+                sigma_virial=_floats(a.grid_sigma_virial), delta=_floats(a.grid_delta),
+                score=a.score, refit=bool(a.output))
+    if _parallel(a):
+        from .distributed import species
+        with _client(a) as client:
+            model = _model_from_args(a, species=species(a.train, client))
+            cv = cross_validate(model, a.train, client=client, chunk_frames=a.chunk_frames,
+                                **grid)
+    else:
+        frames = _read(a.train)
+        cv = cross_validate(_model_from_args(a, frames), frames, **grid)
     print(f"{'σ_E':>8}{'σ_F':>8}{'σ_V':>8}{'δ':>8}{'E RMSE':>12}{'F RMSE':>10}{'S RMSE':>10}")
     for r in cv["results"]:
         mark = "  <- best" if r is cv["best"] else ""
@@ -238,7 +282,11 @@ def cmd_curve(a):
     frames = _read(a.train)
     model = _model_from_args(a, frames)
     sizes = [int(x) for x in a.sizes.split(",")]
-    curve = learning_curve(model, frames, _read(a.valid), sizes)
+    if _parallel(a):
+        with _client(a) as client:
+            curve = learning_curve(model, frames, _read(a.valid), sizes, client=client)
+    else:
+        curve = learning_curve(model, frames, _read(a.valid), sizes)
     print(f"{'n_train':>8}{'E RMSE meV/at':>15}{'F RMSE eV/Å':>13}")
     for r in curve:
         print(f"{r['n_train']:>8}{r['energy_rmse'] * 1e3:>15.3f}{r['force_rmse']:>13.4f}")
@@ -361,10 +409,11 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="fit a model to an extended-XYZ training set")
-    f.add_argument("train")
+    f.add_argument("train", nargs="+", help="extxyz file(s)")
     f.add_argument("-o", "--output", required=True, help="model file (.npz)")
     f.add_argument("--valid", help="validation extxyz, errors printed after fitting")
     _model_args(f)
+    _dask_args(f)
     f.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("eval", help="errors of a model on a test set")
@@ -394,6 +443,7 @@ def build_parser():
     c.add_argument("--score", default="force", choices=["force", "energy", "stress"])
     c.add_argument("-o", "--output", help="write the best model here")
     _model_args(c)
+    _dask_args(c)
     c.set_defaults(func=cmd_cv)
 
     lc = sub.add_parser("curve", help="learning curve: validation error vs training size")
@@ -402,6 +452,7 @@ def build_parser():
     lc.add_argument("--sizes", required=True, help="e.g. 10,20,50,100")
     lc.add_argument("--json", action="store_true")
     _model_args(lc)
+    _dask_args(lc)
     lc.set_defaults(func=cmd_curve)
 
     m = sub.add_parser("md", help="molecular dynamics with a model")
@@ -460,7 +511,7 @@ def main(argv=None):
     from .targets import FrameError
     try:
         args.func(args)
-    except (FrameError, ModelFileError, FileNotFoundError) as exc:
+    except (FrameError, ModelFileError, FileNotFoundError, UsageError) as exc:
         log.error("%s", exc)
         return 2
     return 0
