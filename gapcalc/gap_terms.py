@@ -805,3 +805,59 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+# --------------------------------------------------------------------------- pooled SOAP
+from .potential import Term  # noqa: E402
+
+
+@register_term
+class PooledSpeciesTerm(Term):
+    """A SOAP kernel term whose descriptor sees every element as one species (QUIP's soap
+    without ``species_Z``: one neighbour channel for all atoms), for multi-element models
+    such as a SOAP on any atom plus a two-element core potential.
+
+    descriptor : single-species SOAP.  X (M, D), alpha (M,) as for :class:`Term`.
+    species : the potential's elements.  centres : elements whose atoms are centres
+    (None: every atom)."""
+
+    kind = "kernel_pooled_species"
+
+    def __init__(self, descriptor, kernel, X, alpha, species, centres=None):
+        if len(descriptor.species) != 1:
+            raise ValueError("a pooled-species term needs a single-species descriptor")
+        super().__init__(descriptor, kernel, X, np.zeros(len(X), dtype=np.int64), alpha)
+        self.species = species if isinstance(species, SpeciesMap) else SpeciesMap(species)
+        self.centres = None if centres is None else sorted(int(z) for z in centres)
+        self._centre_ok = (np.ones(len(self.species), dtype=bool) if self.centres is None
+                           else np.isin(self.species.numbers, self.centres))
+
+    def local_energies(self, env, gradients=True):
+        from .descriptors.soap import Environment
+        pooled = Environment.from_arrays(env.first, env.index, env.vectors,
+                                         np.zeros_like(env.spec))
+        eps, t = super().local_energies(pooled, gradients)
+        skip = ~self._centre_ok[env.centre_spec]
+        if skip.any():
+            eps[skip] = 0.0
+            if t is not None:
+                t[np.repeat(skip, np.diff(env.first))] = 0.0
+        return eps, t
+
+    def to_record(self):
+        rec, arrays = super().to_record()
+        rec["species"] = self.species.numbers.tolist()
+        rec["centres"] = self.centres
+        return rec, arrays
+
+    @classmethod
+    def from_record(cls, rec, arrays, first_column=0):
+        from .descriptors import descriptor_from_dict
+        from .kernels import kernel_from_dict
+        return cls(descriptor_from_dict(rec["descriptor"]), kernel_from_dict(rec["kernel"]),
+                   arrays["X"], arrays["alpha"], rec["species"], rec.get("centres"))
+
+    def describe(self):
+        from .gap_xml import _describe_kernel_term
+        who = "every atom" if self.centres is None else f"centres Z={self.centres}"
+        return _describe_kernel_term(self) + f" (all elements in one channel, {who})"

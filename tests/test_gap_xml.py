@@ -21,7 +21,7 @@ CASES = [("soap2b", "gap.xml"), ("soap2b", "gap_escale.xml"), ("soap2b", "gap_ol
          ("soap2b", "gap_v1423000000.xml"), ("soap2b", "gap_v1425000000.xml"),
          ("soap2b", "gap_noversion.xml"), ("a3b", "gap.xml"), ("nb", "gap.xml"),
          ("core", "gap.xml"), ("opts", "gap.xml"), ("gto", "gap.xml"), ("inline", "gap.xml"),
-         ("noadd", "gap.xml")]
+         ("noadd", "gap.xml"), ("pooled", "gap.xml")]
 # QUIP shares a distance_Nb cluster's energy among its atoms, gapcalc gives it to the centre
 # (same totals, forces and virials; per-atom energies differ for order >= 3)
 PER_CENTRE = {"nb"}
@@ -256,3 +256,17 @@ def test_md_relax_and_per_atom_virials():
     S = -0.5 * (W + W.T) / at.get_volume()
     np.testing.assert_allclose(S[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]], res["stress"],
                                atol=1e-10)
+
+
+def test_pooled_species_term_round_trip(tmp_path):
+    """soap without species_Z in a two-element model: one channel for all elements, Cu
+    centres only; survives save/load."""
+    from gapcalc.gap_terms import PooledSpeciesTerm
+    pot = load_gap_xml(FIX / "pooled" / "gap.xml")
+    assert any(isinstance(t, PooledSpeciesTerm) for t in pot.terms)
+    pot.save(tmp_path / "p.npz")
+    back = gapcalc.load_model_file(tmp_path / "p.npz")
+    _, at, _ = reference("pooled", "gap.xml")[0]
+    r1, r2 = pot.evaluate(at), back.evaluate(at)
+    np.testing.assert_array_equal(r1["energies"], r2["energies"])
+    np.testing.assert_array_equal(r1["forces"], r2["forces"])
