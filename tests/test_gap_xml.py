@@ -232,6 +232,18 @@ def test_cli_convert_and_info(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["species"] == ["Ni", "Cu"] and len(info["terms"]) == 9
     assert main(["convert", str(tmp_path / "absent.xml"), "-o", str(out)]) == 2
+    # eval on frames labelled with quippy's predictions: zero error
+    from ase.io import write
+    frames = []
+    for _, at, ref in reference("a3b", "gap.xml")[:2]:
+        at.info["energy"] = float(ref["energy"])
+        at.arrays["forces"] = ref["forces"]
+        frames.append(at)
+    write(tmp_path / "f.xyz", frames)
+    capsys.readouterr()
+    assert main(["eval", str(FIX / "a3b" / "gap.xml"), str(tmp_path / "f.xyz"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert table["energy_rmse"] < 1e-7 and table["force_rmse"] < 1e-7   # extxyz digits
 
 
 def test_md_relax_and_per_atom_virials():
