@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import xml.parsers.expat
 from pathlib import Path
@@ -378,7 +377,7 @@ def _escale(params, path):
     return _float(params.get("e_scale", "1.0"), "E_scale", path)
 
 
-def _glue(root, core_args, species_numbers, path):
+def _glue(root, core_args, path):
     """Types and pairs for :class:`~gapcalc.gap_terms.GlueTerm` from <Glue_params>."""
     _, params = parse_args(core_args)
     label = params.get("label")
@@ -743,7 +742,7 @@ def load_gap_xml(path, label=None):
     for c in coords:
         zs |= c.species_numbers()
     if core is not None:
-        glue = _glue(root, core, zs, path)
+        glue = _glue(root, core, path)
         zs |= {int(t["Z"]) for t in glue[0]}
     if not zs:
         zs = {z for z, v in e0.items() if v != 0 and 0 < z < 119}
@@ -809,8 +808,3 @@ def _describe_kernel_term(t):
                  f" δ={kern.delta:g}, sparse points per centre species {per}")
     return " ".join(parts)
 
-
-def _finite_or_raise(x, what, path):
-    if not math.isfinite(x):
-        raise GapXMLError(f"{path}: {what} is not finite")
-    return x

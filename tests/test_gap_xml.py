@@ -76,7 +76,7 @@ def test_glue_alone_equals_quippy():
     from gapcalc.gap_xml import _glue
     from gapcalc.potential import Potential
     root = parse_xml(FIX / "core" / "glue.xml")
-    types, pairs = _glue(root, "IP Glue", set(), FIX / "core" / "glue.xml")
+    types, pairs = _glue(root, "IP Glue", FIX / "core" / "glue.xml")
     pot = Potential([28, 29], {}, [GlueTerm([28, 29], types, pairs)])
     assert_matches(pot, "core", "glue.xml")
 
