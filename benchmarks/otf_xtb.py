@@ -11,7 +11,7 @@ Stages (each writes into ``--out``/<system>/ and is skipped when its output exis
 stages can run in separate processes, e.g. ``xtb_md`` beside ``learn``):
 
 * ``learn``   — the job of ``md_examples/otf_water_xtb.py`` (water: 32 H2O, 96 atoms,
-  1 g/cm³, 300 K, 0.5 fs, Langevin 0.01/fs, empty model) or one ethanol molecule at 500 K;
+  1 g/cm³, 300 K, 0.5 fs, Langevin friction 0.05/fs, empty model) or one ethanol molecule at 500 K;
   oracle calls, their fraction of MD steps, wall time of the learning run.
 * ``xtb_md``  — direct GFN2-xTB Langevin MD of the same system from an independent start
   (other seed), as long as ``--xtb-minutes`` allows (or ``--xtb-steps``): measured cost per
@@ -42,10 +42,11 @@ log = logging.getLogger("otf_xtb")
 
 SYSTEMS = {
     # learning-run settings per system
-    "water": dict(temperature=300.0, timestep=0.5, steps=2000, threshold=0.35,
-                  check_interval=5, min_interval=5, max_calls=40, gap_ps=20.0),
+    "water": dict(temperature=300.0, timestep=0.5, steps=1500, threshold=0.35,
+                  check_interval=1, min_interval=3, max_calls=30, gap_ps=20.0, friction=0.05),
     "ethanol": dict(temperature=500.0, timestep=0.5, steps=10000, threshold=0.15,
-                    check_interval=1, min_interval=2, max_calls=100, gap_ps=20.0),
+                    check_interval=1, min_interval=2, max_calls=100, gap_ps=20.0,
+                    friction=0.05),
 }
 
 
@@ -79,7 +80,8 @@ def langevin(atoms, cfg, seed):
     from ase import units
     from ase.md.langevin import Langevin
     return Langevin(atoms, cfg["timestep"] * units.fs, temperature_K=cfg["temperature"],
-                    friction=0.01 / units.fs, fixcm=False, rng=np.random.default_rng(seed))
+                    friction=cfg["friction"] / units.fs, fixcm=False,
+                    rng=np.random.default_rng(seed))
 
 
 # ------------------------------------------------------------------ stages
@@ -91,7 +93,7 @@ def stage_learn(system, cfg, out: Path):
     c0 = time.process_time()
     otf = learn(atoms, oracle(), run_dir, model=empty_model(system),
                 oracle_spec="gapcalc.oracles:make_gfn2", temperature=cfg["temperature"],
-                steps=cfg["steps"], timestep=cfg["timestep"], friction=0.01, seed=0,
+                steps=cfg["steps"], timestep=cfg["timestep"], friction=cfg["friction"], seed=0,
                 log_interval=max(1, cfg["steps"] // 20), rattle=0.0,
                 threshold=cfg["threshold"], check_interval=cfg["check_interval"],
                 min_interval=cfg["min_interval"], max_calls=cfg["max_calls"],

@@ -1,7 +1,7 @@
 """On-the-fly learning of liquid water against a real quantum-chemistry code (GFN2-xTB).
 
 32 water molecules in a periodic cubic box at 1 g/cm³ (96 atoms, 9.86 Å), Langevin MD at
-300 K with a 0.5 fs step, starting from an *empty* model: the oracle is GFN2-xTB through
+300 K with a 0.5 fs step (friction 0.05/fs), starting from an *empty* model: the oracle is GFN2-xTB through
 ``tblite`` (``pip install 'gapcalc[xtb]'``; one call costs ~10-20 s on one core for this
 box). gapcalc runs the MD, checks its latent force std σ_F every ``--check-interval``
 steps and calls xTB only where σ_F (times the loop's running calibration factor) exceeds
@@ -9,7 +9,7 @@ steps and calls xTB only where σ_F (times the loop's running calibration factor
 
 Run from the repository root:
 
-    python3 md_examples/otf_water_xtb.py --steps 2000            # ~10-20 min on one core
+    python3 md_examples/otf_water_xtb.py --steps 1500            # 30 xTB calls: ~10 min on a free core
     python3 md_examples/otf_water_xtb.py --steps 20 --max-calls 1  # smoke test (~1 min)
 
 The same job from the command line (the oracle factory ``gapcalc.oracles:make_gfn2``
@@ -17,7 +17,7 @@ returns tblite's ASE calculator with GFN2-xTB; ``make_tblite`` is the general fa
 
     python3 md_examples/otf_water_xtb.py --write-start water32.xyz
     gapcalc learn water32.xyz --oracle gapcalc.oracles:make_gfn2 --temperature 300 \\
-        --timestep 0.5 --steps 2000 --threshold 0.35 --run-dir otf_water
+        --timestep 0.5 --steps 1500 --threshold 0.35 --run-dir otf_water
 
 ``benchmarks/otf_xtb.py`` measures this job (oracle calls, speed-up over direct xTB MD,
 force error against xTB on an independent xTB trajectory, calibration of σ_F, O–O RDF).
@@ -82,13 +82,13 @@ def water_model():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
     p.add_argument("--threshold", type=float, default=0.35, help="eV/Å (calibrated σ_F)")
-    p.add_argument("--check-interval", type=int, default=5)
-    p.add_argument("--min-interval", type=int, default=5)
-    p.add_argument("--max-calls", type=int, default=40)
+    p.add_argument("--check-interval", type=int, default=1)
+    p.add_argument("--min-interval", type=int, default=3)
+    p.add_argument("--max-calls", type=int, default=30)
     p.add_argument("--run-dir", default="otf_water_xtb")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--write-start", metavar="XYZ",
@@ -104,7 +104,7 @@ def main(argv=None):
     shutil.rmtree(a.run_dir, ignore_errors=True)
     otf = learn(atoms, make_tblite("GFN2-xTB"), a.run_dir, model=water_model(),
                 oracle_spec="gapcalc.oracles:make_gfn2", temperature=a.temperature,
-                steps=a.steps, timestep=a.timestep, friction=0.01, seed=a.seed,
+                steps=a.steps, timestep=a.timestep, friction=0.05, seed=a.seed,
                 log_interval=100, rattle=0.0, threshold=a.threshold,
                 check_interval=a.check_interval, min_interval=a.min_interval,
                 max_calls=a.max_calls, n_sparse_initial=30, n_sparse_add=10)
