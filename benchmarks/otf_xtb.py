@@ -44,8 +44,8 @@ SYSTEMS = {
     # learning-run settings per system
     "water": dict(temperature=300.0, timestep=0.5, steps=1500, threshold=0.35,
                   check_interval=1, min_interval=3, max_calls=30, gap_ps=20.0, friction=0.05),
-    "ethanol": dict(temperature=500.0, timestep=0.5, steps=10000, threshold=0.15,
-                    check_interval=1, min_interval=2, max_calls=100, gap_ps=20.0,
+    "ethanol": dict(temperature=500.0, timestep=0.5, steps=4000, threshold=0.3,
+                    check_interval=1, min_interval=2, max_calls=40, gap_ps=10.0,
                     friction=0.05),
 }
 
@@ -85,19 +85,61 @@ def langevin(atoms, cfg, seed):
 
 
 # ------------------------------------------------------------------ stages
-def stage_learn(system, cfg, out: Path):
+class _Budget(Exception):
+    pass
+
+
+def summary_from_run(out: Path):
+    """learn.json's numbers from a run's checkpoint (state.json) when the learning process
+    was stopped before its end (wall-time budget): steps done, calls, times from the log."""
+    run = out / "run"
+    state = json.loads((run / "state.json").read_text())
+    calls = [h for h in state["history"] if "oracle_s" in h]
+    stamps = [ln[:23] for ln in (run / "learn.log").read_text().splitlines() if ln[:2] == "20"]
+    from datetime import datetime
+    t = [datetime.strptime(x, "%Y-%m-%d %H:%M:%S,%f") for x in (stamps[0], stamps[-1])]
+    steps = int(state["step"])
+    return {"steps": steps, "steps_planned": int(state["config"]["steps"]),
+            "stopped_early": steps < int(state["config"]["steps"]),
+            "oracle_calls": int(state["calls"]), "call_fraction": state["calls"] / max(steps, 1),
+            "wall_s": (t[1] - t[0]).total_seconds() + (calls[0]["oracle_s"] if calls else 0),
+            "oracle_s_total": float(sum(h["oracle_s"] for h in calls)),
+            "update_s_total": float(sum(h["update_s"] for h in calls)),
+            "n_checks": len(state["checks"]), "M": int(calls[-1]["sparse"]) if calls else 0,
+            "call_steps": [h["step"] for h in calls]}
+
+
+def stage_learn(system, cfg, out: Path, minutes=None):
     from gapcalc.active import learn
     run_dir = out / "run"
     atoms = start_structure(system, seed=0)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    otf = learn(atoms, oracle(), run_dir, model=empty_model(system),
+    if minutes:     # stop the dynamics (checkpointed) when the wall budget is spent
+        from ase.md.md import MolecularDynamics
+        orig = MolecularDynamics.call_observers
+
+        def guarded(self, *a, **k):
+            if time.perf_counter() - t0 > 60 * minutes:
+                raise _Budget()
+            return orig(self, *a, **k)
+        MolecularDynamics.call_observers = guarded
+    try:
+        otf = learn(atoms, oracle(), run_dir, model=empty_model(system),
                 oracle_spec="gapcalc.oracles:make_gfn2", temperature=cfg["temperature"],
                 steps=cfg["steps"], timestep=cfg["timestep"], friction=cfg["friction"], seed=0,
                 log_interval=max(1, cfg["steps"] // 20), rattle=0.0,
                 threshold=cfg["threshold"], check_interval=cfg["check_interval"],
                 min_interval=cfg["min_interval"], max_calls=cfg["max_calls"],
                 n_sparse_initial=30, n_sparse_add=10)
+    except _Budget:
+        log.warning("learning run stopped by its wall-time budget (%.0f min)", minutes)
+        res = summary_from_run(out)
+        (out / "learn.json").write_text(json.dumps(res, indent=1))
+        return res
+    finally:
+        if minutes:
+            MolecularDynamics.call_observers = orig
     wall = time.perf_counter() - t0
     calls = [h for h in otf.history_ if "oracle_s" in h]
     res = {"steps": cfg["steps"], "oracle_calls": otf.n_calls_,
@@ -219,7 +261,9 @@ def stage_report(system, cfg, out: Path):
     from ase.io import read
     from scipy.stats import spearmanr
     from gapcalc import load_model_file
-    learn_res = json.loads((out / "learn.json").read_text())
+    learn_path = out / "learn.json"
+    learn_res = (json.loads(learn_path.read_text()) if learn_path.exists()
+                 else summary_from_run(out))
     xres = json.loads((out / "xtb_md.json").read_text())
     traj = read(out / "xtb_md.xyz", ":")
     half = traj[len(traj) // 2:]
@@ -317,6 +361,8 @@ def main(argv=None):
     p.add_argument("--xtb-steps", type=int, default=None, help="cap on direct xTB MD steps")
     p.add_argument("--gap-ps", type=float, default=None, help="ps of gapcalc MD (default 20)")
     p.add_argument("--steps", type=int, default=None, help="learning-run MD steps")
+    p.add_argument("--learn-minutes", type=float, default=None,
+                   help="wall-time budget of the learning run (stops it, checkpointed)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         datefmt="%H:%M:%S")
@@ -328,7 +374,7 @@ def main(argv=None):
     stages = ["learn", "xtb_md", "gap_md", "report"] if a.stage == "all" else [a.stage]
     for st in stages:
         if st == "learn" and not (out / "learn.json").exists():
-            stage_learn(a.system, cfg, out)
+            stage_learn(a.system, cfg, out, a.learn_minutes)
         elif st == "xtb_md" and not (out / "xtb_md.json").exists():
             stage_xtb_md(a.system, cfg, out, a.xtb_minutes, a.xtb_steps)
         elif st == "gap_md" and not (out / "gap_md.json").exists():
