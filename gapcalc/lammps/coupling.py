@@ -143,6 +143,7 @@ class LammpsCoupling:
         self.counts = dict.fromkeys(("calls", "reneighbour", "rebuilds", "safety_rebuilds",
                                      "arrived", "peratom_energy", "peratom_virial"), 0)
         self.error = None
+        self.abort_on_error = False
         self._tags = None
         self._nlocal = -1
         self._plan_ok = False
@@ -188,6 +189,17 @@ class LammpsCoupling:
                 f"({c['safety_rebuilds']} by displacement > skin/2), {c['arrived']} atoms "
                 f"arrived from other ranks; ms per call on this rank: callback "
                 f"{t['callback'] * per:.3f} = {parts} (+ python)")
+
+    def _abort(self, message):
+        """Print the error (from a rank that has it) and end every rank (MPI_Abort)."""
+        import sys
+        if not message.startswith("the gapcalc callback failed on another rank"):
+            print(f"gapcalc.lammps: error: {message}", file=sys.stderr, flush=True)
+        try:
+            self.lmp.flush_buffers()
+        except Exception:
+            pass
+        self.lmp.get_mpi_comm().Abort(1)
 
     def _fail(self, exc, where):
         msg = f"{where}: {type(exc).__name__}: {exc}"
@@ -300,6 +312,8 @@ class LammpsCoupling:
             if failure is None:
                 failure = "the gapcalc callback failed on another rank (see its message)"
             self.error = failure
+            if self.abort_on_error:
+                self._abort(failure)
             f[:] = 0.0
             lmp.force_timeout()
             T["callback"] += time.perf_counter() - t_start
