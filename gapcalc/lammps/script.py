@@ -109,7 +109,7 @@ def split_commands(text: str, path: str):
             while nxt.count('"""') % 2 == 1 and k < len(lines):
                 nxt += "\n" + lines[k]
                 k += 1
-            line = line[:-1] + " " + _strip_comment(nxt).strip()
+            line = line[:-1].rstrip() + " " + _strip_comment(nxt).strip()
             line = line.rstrip()
         if line.strip():
             out.append(Command(line.strip(), path, start + 1, k))
