@@ -50,7 +50,7 @@ log = logging.getLogger("gapcalc.lammps")
 DEFAULT_SKIN = 2.0
 #: LAMMPS order of the 6 virial components
 VIRIAL_ORDER = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
-TIMERS = ("lammps", "plan", "pairs", "model", "forces", "reverse", "reduce", "peratom")
+TIMERS = ("lammps", "plan", "pairs", "model", "forces", "wait", "reverse", "reduce", "peratom")
 
 
 class GapcalcLammpsError(RuntimeError):
@@ -113,6 +113,7 @@ class LammpsCoupling:
     ``timers`` (seconds spent per stage on this rank, see :data:`TIMERS`), ``counts``
     (calls, LAMMPS re-neighbourings seen, pair-list rebuilds, safety-net rebuilds, atoms
     that arrived from other ranks), ``error`` (the first error of a run, or None).
+    ``reset_timers()`` zeroes both.
     """
 
     def __init__(self, lmp, model, elements, skin=None, fix_id="gapcalc",
@@ -144,6 +145,9 @@ class LammpsCoupling:
                                      "arrived", "peratom_energy", "peratom_virial"), 0)
         self.error = None
         self.abort_on_error = False
+        #: benchmarks: a barrier before the ghost return, so that waiting for slower ranks
+        #: is timed as "wait" and not as communication
+        self.sync_timing = False
         self._tags = None
         self._nlocal = -1
         self._plan_ok = False
@@ -173,6 +177,12 @@ class LammpsCoupling:
         ret = GhostReturn(None)
         ret.plan(np.array([1, 2, 1]), 2)
         ret.fold(np.zeros((3, 3)))
+
+    def reset_timers(self):
+        for k in self.timers:
+            self.timers[k] = 0.0
+        for k in self.counts:
+            self.counts[k] = 0
 
     def check(self):
         """Raise the error that stopped the last run (on every rank), if any."""
@@ -288,6 +298,11 @@ class LammpsCoupling:
         T["pairs"] += t3 - t2
         T["model"] += t4 - t3
         T["forces"] += t5 - t4
+        if self.sync_timing and self.comm is not None:   # measurements: waits apart
+            self.comm.Barrier()
+            t5b = time.perf_counter()
+            T["wait"] += t5b - t5
+            t5 = t5b
         # -- ghost forces to owners (collective) ----------------------------------
         if self._plan_ok:
             F_owned = self.ghosts.fold(F)
