@@ -260,6 +260,32 @@ def test_errors_in_the_callback_stop_the_run(lammps_cls, model, tmp_path):
         lmp.close()
 
 
+def test_launcher_stops_at_a_coupling_error(lammps_cls, tmp_path):
+    """``python -m gapcalc.lammps``: an error inside the callback ends the process with
+    exit code 1 and the message, before LAMMPS reads the next command."""
+    (tmp_path / "in.close").write_text("""units metal
+lattice fcc 3.615
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style gapcalc Cu
+pair_coeff * * Cu
+set atom 2 x 0.3 y 0.0 z 0.0
+fix 1 all nve
+run 5
+print "SHOULD NOT PRINT"
+""")
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "gapcalc.lammps", "-in", "in.close", "-log",
+                          "none"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 1
+    assert "atoms 1 and 2 are 0.300 Å apart" in out.stderr
+    assert "SHOULD NOT PRINT" not in out.stdout
+
+
 def test_attach_refuses_bad_setups(lammps_cls, model):
     from gapcalc.lammps import attach
     lmp = new_lammps(lammps_cls)

@@ -35,6 +35,8 @@ same Allreduce, LAMMPS is asked to stop the run (``force_timeout``) and
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 
 import numpy as np
@@ -200,16 +202,16 @@ class LammpsCoupling:
                 f"arrived from other ranks; ms per call on this rank: callback "
                 f"{t['callback'] * per:.3f} = {parts} (+ python)")
 
-    def _abort(self, message):
-        """Print the error (from a rank that has it) and end every rank (MPI_Abort)."""
-        import sys
-        if not message.startswith("the gapcalc callback failed on another rank"):
-            print(f"gapcalc.lammps: error: {message}", file=sys.stderr, flush=True)
+    def _abort(self):
+        """End every rank (MPI_Abort); the rank that failed has logged the error."""
         try:
             self.lmp.flush_buffers()
         except Exception:
             pass
+        sys.stdout.flush()
+        sys.stderr.flush()
         self.lmp.get_mpi_comm().Abort(1)
+        os._exit(1)        # MPI_Abort of the mpich wheel returns to the caller (measured)
 
     def _fail(self, exc, where):
         msg = f"{where}: {type(exc).__name__}: {exc}"
@@ -328,7 +330,7 @@ class LammpsCoupling:
                 failure = "the gapcalc callback failed on another rank (see its message)"
             self.error = failure
             if self.abort_on_error:
-                self._abort(failure)
+                self._abort()
             f[:] = 0.0
             lmp.force_timeout()
             T["callback"] += time.perf_counter() - t_start

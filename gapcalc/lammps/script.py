@@ -378,6 +378,7 @@ def main(argv=None):
         if isinstance(exc, MPIAbortException):     # an error on one rank only
             print(f"gapcalc.lammps: {exc}", file=sys.stderr, flush=True)
             MPI.COMM_WORLD.Abort(1)
+            os._exit(1)                 # (the mpich wheel's MPI_Abort returns)
         if str(exc).startswith("ERROR"):           # LAMMPS has printed it
             sys.exit(1)
         raise
