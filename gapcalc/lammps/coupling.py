@@ -142,6 +142,7 @@ class LammpsCoupling:
         self.comm = comm if comm is not None and comm.Get_size() > 1 else None
         self.size = 1 if self.comm is None else self.comm.Get_size()
         self.ghosts = GhostReturn(self.comm, reverse)
+        self.numba_threads = self._share_cores()
         self.timers = dict.fromkeys(TIMERS + ("callback",), 0.0)
         self.counts = dict.fromkeys(("calls", "reneighbour", "rebuilds", "safety_rebuilds",
                                      "arrived", "peratom_energy", "peratom_virial"), 0)
@@ -163,6 +164,18 @@ class LammpsCoupling:
         lmp.set_fix_external_callback(fix_id, self._callback, None)
 
     # ------------------------------------------------------------------ helpers
+    def _share_cores(self):
+        """Unless NUMBA_NUM_THREADS is set, give each rank an equal share of its node's
+        cores for the Numba kernels (ranks × threads ≤ cores); returns the thread count."""
+        import numba
+        if self.comm is not None and "NUMBA_NUM_THREADS" not in os.environ:
+            from mpi4py import MPI
+            node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+            per_node = node.Get_size()
+            node.Free()
+            numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // per_node))
+        return numba.get_num_threads()
+
     def warm_up(self):
         """Compile (or load from Numba's cache) every kernel a step uses, on a two-atom
         environment per species, so that ranks do not stall at different times later."""
