@@ -51,7 +51,7 @@ def n_atoms(lattice, reps):
 
 
 def steps_for(n):
-    return max(2, min(20, int(4e4 / n) + 1))
+    return max(5, min(30, int(6e4 / n) + 1))
 
 
 def rss_mb():
@@ -79,7 +79,7 @@ create_box 1 box
 create_atoms 1 box
 mass 1 {args.mass}""")
         cpl = attach(lmp, potential, [args.element], skin=SKIN, reverse=args.reverse)
-        cpl.sync_timing = args.sync
+        cpl.sync_timing = True
         lmp.commands_string(f"""neighbor {SKIN} bin
 velocity all create 300 4928 mom yes rot no dist gaussian loop geom
 timestep 0.001
@@ -98,12 +98,20 @@ run 1""")
         cpl.check()
         nlocal = lmp.extract_setting("nlocal")
         nghost = lmp.extract_setting("nghost")
-        per_rank = dict(nlocal=nlocal, nghost=nghost, remote=cpl.ghosts.n_remote,
+        # per step k: interval between callback starts, and what is not the model in it
+        import numpy as np
+        smp = np.array(cpl.samples)
+        interval = np.diff(smp[:, 0])
+        other = interval - smp[:-1, 1] - smp[:-1, 2]
+        per_rank = dict(step_median=float(np.median(interval)),
+                        model_median=float(np.median(smp[:, 1])),
+                        wait_median=float(np.median(smp[:, 2])),
+                        other_median=float(np.median(other)),
+                        nlocal=nlocal, nghost=nghost, remote=cpl.ghosts.n_remote,
                         pairs=int(cpl.env.first[-1]) if cpl.env is not None else 0,
                         rss_mb=rss_mb(), cpu_s=cpu,
                         **{f"t_{k}": v / steps for k, v in cpl.timers.items()})
         if args.sync:     # the ghost return and the Allreduce alone, repeated: min ≈ idle machine
-            import numpy as np
             F = np.zeros((nlocal + nghost, 3))
             e = np.zeros(8)
             fold, red = [], []
@@ -122,9 +130,10 @@ run 1""")
         gathered = comm.gather(per_rank, root=0)
         lmp.close()
         if comm.Get_rank() == 0:
+            med = sum(x["step_median"] for x in gathered) / len(gathered)
             print(json.dumps(dict(kind="lammps", system=args.system, ranks=comm.Get_size(),
                                   reverse=args.reverse, atoms=n, reps=reps, steps=steps,
-                                  step_s=wall, us_atom_step=wall / n * 1e6,
+                                  step_mean_s=wall, step_s=med, us_atom_step=med / n * 1e6,
                                   per_rank=gathered)), flush=True)
 
 
@@ -144,13 +153,17 @@ def worker_ase(args):
         steps = args.steps or steps_for(len(atoms))
         dyn = VelocityVerlet(atoms, 1.0 * fs)
         dyn.run(1)
+        stamps = []
+        dyn.attach(lambda: stamps.append(time.perf_counter()), interval=1)
         t0 = time.perf_counter()
         c0 = time.process_time()
         dyn.run(steps)
         cpu = (time.process_time() - c0) / steps
-        wall = (time.perf_counter() - t0) / steps
+        mean = (time.perf_counter() - t0) / steps
+        wall = float(np.median(np.diff(stamps)))
         print(json.dumps(dict(kind="ase", system=args.system, ranks=1, atoms=len(atoms),
-                              reps=reps, steps=steps, step_s=wall, cpu_s=cpu,
+                              reps=reps, steps=steps, step_s=wall, step_mean_s=mean,
+                              cpu_s=cpu,
                               us_atom_step=wall / len(atoms) * 1e6,
                               cpu_us_atom_step=cpu / len(atoms) * 1e6, rss_mb=rss_mb())),
               flush=True)
@@ -199,9 +212,9 @@ def overhead_table(rows):
     out = []
     for r in rows:
         step = r["step_s"]
-        model = mean_rank(r, "t_model")
-        wait = mean_rank(r, "t_wait")
-        coupling = step - model - wait
+        model = mean_rank(r, "model_median")
+        wait = mean_rank(r, "wait_median")
+        coupling = mean_rank(r, "other_median")
         out.append(dict(ranks=r["ranks"], reverse=r["reverse"], atoms=r["atoms"],
                         step_ms=step * 1e3, model_ms=model * 1e3, wait_ms=wait * 1e3,
                         overhead_ms=coupling * 1e3,
@@ -213,6 +226,94 @@ def overhead_table(rows):
                                       ("lammps", "plan", "pairs", "forces", "reverse",
                                        "reduce", "peratom")}))
     return out
+
+
+# --------------------------------------------------------------------------- scaling model
+RHO_CU = 4 / 3.615 ** 3          # atoms/Å³, fcc Cu
+CUTOFF_CU = 5.0                  # Å, shipped Cu model
+
+
+def ghosts_of(n, h, rho=RHO_CU):
+    """Ghost atoms of a cubic sub-domain holding n atoms at density rho, shell width h (Å)."""
+    side = (n / rho) ** (1 / 3)
+    return rho * ((side + 2 * h) ** 3 - side ** 3)
+
+
+def fit_scaling_model(rows, over):
+    """Least-squares fit of the per-step cost outside the model,
+    t_other = a·n_owned + b·n_ghost + c  (wall seconds, all Cu LAMMPS points, waits for the
+    other rank removed where measured), and the MPI costs from the repeated ghost return
+    and Allreduce (min over repetitions: t_fold = α + β·bytes, t_allreduce). Returns a dict."""
+    import numpy as np
+    pts = []
+    for r in rows + over:
+        if r["kind"] != "lammps" or r["system"] != "Cu":
+            continue
+        for x in r["per_rank"]:
+            pts.append((x["nlocal"], x["nghost"], 1.0, x["other_median"], r["ranks"]))
+    A = np.array([p[:3] for p in pts], dtype=float)
+    y = np.array([p[3] for p in pts])
+    coef = np.linalg.lstsq(A, y, rcond=None)[0] if len(pts) >= 3 else np.zeros(3)
+    folds = [(mean_rank(r, "remote") * 24.0, mean_rank(r, "fold_min"),
+              mean_rank(r, "allreduce_min")) for r in over
+             if r["ranks"] > 1 and r["reverse"] == "alltoallv" and "fold_min" in r["per_rank"][0]]
+    if len(folds) >= 2:
+        (b1, f1, _), (b2, f2, _) = sorted(folds)[:1] + sorted(folds)[-1:]
+        beta = max((f2 - f1) / (b2 - b1), 0.0) if b2 > b1 else 0.0
+        alpha = max(f1 - beta * b1, 0.0)
+    else:
+        beta, alpha = 0.0, folds[0][1] if folds else 0.0
+    t_red = min(f[2] for f in folds) if folds else 0.0
+    model_us = [mean_rank(r, "model_median") / mean_rank(r, "nlocal") * 1e6 for r in rows
+                if r["kind"] == "lammps" and r["system"] == "Cu" and r["ranks"] == 1]
+    return dict(a=coef[0], b=coef[1], c=coef[2], alpha=alpha, beta=beta, t_allreduce=t_red,
+                model_us_per_atom=min(model_us) if model_us else 70.0, points=len(pts))
+
+
+def predict_efficiency(fit, n_total=1_000_000, ranks=(2, 64, 1024), skin=SKIN,
+                       model_us=None, alpha_net=2e-6, beta_net=1e-10, neighbours=26):
+    """Parallel efficiency T(1)/(P·T(P)) of an n_total-atom Cu cell from the fitted model;
+    'shm' uses the measured (shared-memory) α, β; 'net' an interconnect with α_net latency
+    per message and β_net s/byte (2 µs, 10 GB/s) for the 26 neighbour messages of the
+    ghost return and of LAMMPS' forward communication (6 swaps)."""
+    import math
+    h = CUTOFF_CU + skin
+    t_model = (model_us or fit["model_us_per_atom"]) * 1e-6
+    t1 = n_total * (t_model + fit["a"]) + ghosts_of(n_total, h) * fit["b"] + fit["c"]
+    out = []
+    for P in ranks:
+        n = n_total / P
+        g = ghosts_of(n, h)
+        base = n * (t_model + fit["a"]) + g * fit["b"] + fit["c"]
+        red = fit["t_allreduce"] * max(math.log2(P), 1)
+        shm = base + fit["alpha"] + fit["beta"] * 24 * g + red
+        net = (base + neighbours * alpha_net + 24 * g * beta_net          # ghost return
+               + 6 * alpha_net + 24 * g * beta_net                        # LAMMPS forward comm
+               + 2 * alpha_net * max(math.log2(P), 1))                    # Allreduce
+        out.append(dict(P=P, n=n, ghosts=g, ghost_ratio=g / n, t_step_shm=shm,
+                        t_step_net=net, eff_shm=t1 / (P * shm), eff_net=t1 / (P * net),
+                        comm_bytes=24 * g))
+    return out
+
+
+def report_model(rows, over):
+    fit = fit_scaling_model(rows, over)
+    print("\n## scaling model (Cu, fitted to the points above)\n")
+    print(f"t_other = a·n_owned + b·n_ghost + c: a = {fit['a'] * 1e6:.3f} µs, "
+          f"b = {fit['b'] * 1e6:.3f} µs, c = {fit['c'] * 1e3:.3f} ms ({fit['points']} rank "
+          f"points); ghost return t = α + β·bytes: α = {fit['alpha'] * 1e6:.1f} µs, "
+          f"β = {fit['beta'] * 1e9:.3f} ns/B; 8-double Allreduce {fit['t_allreduce'] * 1e6:.1f} µs; "
+          f"model {fit['model_us_per_atom']:.1f} µs/atom (1 rank, this run)")
+    print("\n| ranks | atoms/rank | ghosts/rank | ghosts/owned | ghost-return bytes/rank/step "
+          "| efficiency (measured α, β) | efficiency (network 2 µs, 10 GB/s) |")
+    print("|---|---|---|---|---|---|---|")
+    for p in predict_efficiency(fit):
+        print(f"| {p['P']} | {p['n']:.0f} | {p['ghosts']:.0f} | {p['ghost_ratio']:.2f} | "
+              f"{p['comm_bytes'] / 1e3:.0f} kB | {p['eff_shm']:.3f} | {p['eff_net']:.3f} |")
+    idle = predict_efficiency(fit, model_us=70.0)
+    print("\nwith the idle-machine model cost (70 µs/atom, RESULTS §4): " +
+          ", ".join(f"P={p['P']}: {p['eff_shm']:.3f} / {p['eff_net']:.3f}" for p in idle))
+    return fit
 
 
 def main(argv=None):
@@ -228,13 +329,19 @@ def main(argv=None):
     ap.add_argument("--steps", type=int)
     ap.add_argument("--reverse", default="alltoallv")
     ap.add_argument("--sync", action="store_true")
-    ap.add_argument("--max-atoms", type=int, default=32000,
-                    help="largest cell (default 32 000; the 100 000-atom cells take "
+    ap.add_argument("--max-atoms", type=int, default=33000,
+                    help="largest cell (default 33 000; the 100 000-atom cells take "
                          "minutes per configuration on a shared 2-core machine)")
     ap.add_argument("--systems", nargs="+", default=["Cu", "Si"])
     ap.add_argument("--no-overhead", action="store_true")
     ap.add_argument("--json", help="write every measured row here")
+    ap.add_argument("--report", help="only print the tables and the model from a --json file")
     args = ap.parse_args(argv)
+    if args.report:
+        data = json.loads(Path(args.report).read_text())
+        report(data["rows"], data["overhead"], data["load"][0])
+        report_model(data["rows"], data["overhead"])
+        return None
     if args.worker == "lammps":
         return worker_lammps(args)
     if args.worker == "ase":
@@ -265,6 +372,7 @@ def main(argv=None):
         over += run_worker("lammps", "Cu", two + big, ranks=2, sync=True, model=m1000,
                            steps=10, reverse="allreduce")
     report(rows, over, load0)
+    report_model(rows, over)
     if args.json:
         Path(args.json).write_text(json.dumps(dict(rows=rows, overhead=over,
                                                    load=[load0, os.getloadavg()]), indent=1))
@@ -272,8 +380,10 @@ def main(argv=None):
 
 def report(rows, over, load0):
     print("\n## µs/atom/step (velocity Verlet, 300 K, skin 1 Å, 1 Numba thread per rank)\n")
-    print("wall time per step / atoms; in brackets CPU time of the process (1 rank) or summed "
-          "over both ranks (2 ranks; includes MPI's busy waiting)\n")
+    print("median over steps of the wall time per step (robust to the other jobs' time "
+          "slices) / atoms;")
+    print("in brackets CPU time of the process (1 rank) or summed over both ranks (2 ranks; "
+          "includes MPI's busy waiting), mean over steps\n")
     print("| system | atoms | ASE 1 proc | LAMMPS 1 rank | LAMMPS 2 ranks | strong eff. 2 ranks "
           "| ghosts/owned (2 ranks) | remote ghosts/rank | pairs/atom | peak RSS/rank MB (1 / 2 ranks) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -304,6 +414,7 @@ def report(rows, over, load0):
             r2 = by[(system, "lammps", 2, 2 * n)]
             print(f"| {system} | {n} | {r['step_s'] * 1e3:.1f} | {r2['step_s'] * 1e3:.1f} | "
                   f"{r['step_s'] / r2['step_s']:.2f} |")
+    print("\n(ms/step: median over steps, mean over ranks)")
     if over:
         print("\n## coupling overhead, Cu M = 1000 (everything but Potential.local_energies)\n")
         print("| ranks | ghost return | atoms | ms/step | model ms | wait for other rank ms "

@@ -149,8 +149,10 @@ class LammpsCoupling:
         self.error = None
         self.abort_on_error = False
         #: benchmarks: a barrier before the ghost return, so that waiting for slower ranks
-        #: is timed as "wait" and not as communication
+        #: is timed as "wait" and not as communication, and per-call samples
+        #: (start, model, wait, callback seconds) in ``samples``
         self.sync_timing = False
+        self.samples = []
         self._tags = None
         self._nlocal = -1
         self._plan_ok = False
@@ -194,6 +196,7 @@ class LammpsCoupling:
         ret.fold(np.zeros((3, 3)))
 
     def reset_timers(self):
+        self.samples = []
         for k in self.timers:
             self.timers[k] = 0.0
         for k in self.counts:
@@ -313,10 +316,12 @@ class LammpsCoupling:
         T["pairs"] += t3 - t2
         T["model"] += t4 - t3
         T["forces"] += t5 - t4
+        wait = 0.0
         if self.sync_timing and self.comm is not None:   # measurements: waits apart
             self.comm.Barrier()
             t5b = time.perf_counter()
-            T["wait"] += t5b - t5
+            wait = t5b - t5
+            T["wait"] += wait
             t5 = t5b
         # -- ghost forces to owners (collective) ----------------------------------
         if self._plan_ok:
@@ -367,6 +372,8 @@ class LammpsCoupling:
         t8 = time.perf_counter()
         T["peratom"] += t8 - t7
         T["callback"] += t8 - t_start
+        if self.sync_timing:
+            self.samples.append((t_start, t4 - t3, wait, t8 - t_start))
 
     def _too_close(self, step, tags, r2min):
         env = self.env
