@@ -29,7 +29,7 @@ from .neighbors import neighbor_list
 from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
-from .targets import FrameError, TargetKeys, check_atoms, read_targets
+from .targets import FrameError, TargetKeys, check_atoms, check_targets, read_targets
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,7 @@ class SparseGPR:
             check_atoms(at, self.min_distance, where=f"frame {k}")
             targets.append(read_targets(at, k, self._keys(), self._sigmas(),
                                         self.config_type_sigma))
+        check_targets(frames, targets)
         return targets
 
     def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
