@@ -136,8 +136,9 @@ class _Progress:
             el = now - self.t0
             frac = self.done_rows / self.rows if self.rows else self.done_frames / self.frames
             eta = el * (1 - frac) / frac if frac > 0 else float("nan")
-            log.info("%s: %d/%d frames, %d/%d rows, %.1f s elapsed, ETA %.0f s", self.label,
-                     self.done_frames, self.frames, self.done_rows, self.rows, el, eta)
+            rows = f", {self.done_rows}/{self.rows} rows" if self.rows else ""
+            log.info("%s: %d/%d frames%s, %.1f s elapsed, ETA %.0f s", self.label,
+                     self.done_frames, self.frames, rows, el, eta)
             self.last = now
 
 

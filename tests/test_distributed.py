@@ -163,9 +163,10 @@ class _KillOnProgress(logging.Handler):
     def emit(self, record):
         msg = record.getMessage()
         if self.killed is None and msg.startswith("design rows:"):
-            done, total = (int(x) for x in msg.split()[2].split("/"))
+            done, total = (int(x) for x in msg.split()[2].rstrip(",").split("/"))
             if done < total:
                 busy = [w for w, keys in self.client.processing().items() if keys]
+                busy = busy or sorted(self.client.scheduler_info()["workers"])
                 pids = self.client.run(os.getpid, workers=busy[:1])
                 (addr, pid), = pids.items()
                 os.kill(pid, signal.SIGKILL)
