@@ -146,9 +146,21 @@ def cpu_costs(make, path, n=10):
     c0 = time.process_time()
     merge_triangles(full, dict(full))
     merge = time.process_time() - c0
+    # N-independent steps at scale: CUR on a full candidate pool (max_candidates rows of
+    # D features), K_MM factor and the final solve
+    from gapcalc.solver import solve_regularised
+    from gapcalc.sparsify import select
+    P = np.abs(np.random.default_rng(2).normal(size=(int(m.max_candidates),
+                                                     m.terms_[0].descriptor.n_features)))
+    c0 = time.process_time()
+    select(P, m.M_, "cur", 0)
+    cur = time.process_time() - c0
+    c0 = time.process_time()
+    solve_regularised([R, R[:n], R[:6 * n]], np.triu(R[:-1, :-1]) + 10 * np.eye(m.M_))
+    solve = time.process_time() - c0
     return {"frames": n, "M": m.M_, "index_per_frame_s": index_per_frame, "scan_per_frame_s": scan,
             "candidates_per_frame_s": cand, "rows_per_frame_s": rows, "merge_s": merge,
-            "rows_keys": sorted(tri)}
+            "select_full_pool_s": cur, "solve_s": solve, "rows_keys": sorted(tri)}
 
 
 def dask_fit(make, path, workers, **fit_kw):
@@ -160,15 +172,16 @@ def dask_fit(make, path, workers, **fit_kw):
         base_rss = client.run(_rss_now)
         cpu0 = client.run(_cpu_now)
         m = make()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with get_task_stream(client) as ts:
             m.fit(str(path), client=client, progress_every=60.0, **fit_kw)
-        wall = time.perf_counter() - t0
+        wall, client_cpu = time.perf_counter() - t0, time.process_time() - c0
         cpu1 = client.run(_cpu_now)
         peak = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         stream = ts.data
     cpu = {w: cpu1[w] - cpu0[w] for w in cpu1}
-    return m, {"workers": workers, "wall_s": wall, "worker_cpu_s": sorted(cpu.values()),
+    return m, {"workers": workers, "wall_s": wall, "client_cpu_s": client_cpu,
+               "worker_cpu_s": sorted(cpu.values()),
                "worker_peak_rss_mb": sorted(peak.values()),
                "worker_base_rss_mb": sorted(base_rss.values()),
                "client_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -182,12 +195,12 @@ def errors(m, frames):
                               "stress_rmse")}
 
 
-def scaling_model(cost, phases, M_, N=10 ** 6, P=256, atoms=108, bandwidth=1.0e9,
+def scaling_model(cost, M_, N=10 ** 6, P=256, atoms=108, bandwidth=1.0e9,
                   block_rows=4096, task_overhead=1e-3):
     """Predicted wall seconds for N frames of ``atoms`` atoms on P dedicated workers.
 
-    cost: CPU seconds from :func:`cpu_costs`; phases: a measured run's phases (selection
-    and solve, independent of N). Chunks as the fit makes them by default."""
+    cost: CPU seconds from :func:`cpu_costs` (per frame, per merge, and the N-independent
+    selection on a full candidate pool and solve). Chunks as the fit makes them by default."""
     import numpy as np
     from gapcalc.chunks import auto_target_rows
     t_frame = cost["scan_per_frame_s"] + cost["candidates_per_frame_s"] + cost["rows_per_frame_s"]
@@ -202,7 +215,7 @@ def scaling_model(cost, phases, M_, N=10 ** 6, P=256, atoms=108, bandwidth=1.0e9
     depth = math.ceil(math.log2(max(n_chunks, 2)))
     merge_s = n_chunks * t_merge / P + depth * (t_merge + nbytes / bandwidth)
     sched_s = 6 * n_chunks * task_overhead   # 3 passes x (map + merge), not overlapped
-    fixed = phases["select_s"] + phases["solve_s"]
+    fixed = cost["select_full_pool_s"] + cost["solve_s"]
     total = index_s + map_s + merge_s + sched_s + fixed
     return {"N": N, "P": P, "chunk_frames": c, "n_chunks": n_chunks, "t_frame_s": t_frame,
             "t_merge_s": t_merge, "transfer_MB": nbytes / 1e6, "index_s": index_s,
@@ -221,6 +234,11 @@ def run_cu(opts, out):
             write(str(sub), read(str(path), f":{n}"), format="extxyz")
         path = sub
     runs = {}
+    if opts.costs_only:
+        out["cu"] = {"frames": n, "path": str(path), "runs": runs,
+                     "cpu_costs": cpu_costs(model, path)}
+        model_cu(out["cu"], out["cu"]["cpu_costs"], n)
+        return
     for w in opts.workers:
         print(f"[fit_scaling {time.strftime('%H:%M:%S')}] Cu {n} frames, {w} worker(s)",
               file=sys.stderr, flush=True)
@@ -232,10 +250,13 @@ def run_cu(opts, out):
     out["cu"] = {"frames": n, "path": str(path), "runs": runs}
     print(f"[fit_scaling {time.strftime('%H:%M:%S')}] CPU costs", file=sys.stderr, flush=True)
     cost = out["cu"]["cpu_costs"] = cpu_costs(model, path)
-    ph = next(iter(runs.values()))["summary"]["dask"]["phases"]
-    out["cu"]["model_10^6_on_256"] = scaling_model(cost, ph, M)
-    out["cu"]["model_2000_on_2"] = scaling_model(cost, ph, M, N=2000, P=2)
-    out["cu"]["model_%d_on_2" % n] = scaling_model(cost, ph, M, N=n, P=2)
+    model_cu(out["cu"], cost, n)
+
+
+def model_cu(cu, cost, n):
+    cu["model_10^6_on_256"] = scaling_model(cost, M)
+    cu["model_2000_on_2"] = scaling_model(cost, M, N=2000, P=2)
+    cu["model_%d_on_2" % n] = scaling_model(cost, M, N=n, P=2)
 
 
 def run_si(opts, out):
@@ -325,6 +346,8 @@ def main(argv=None):
     p.add_argument("--no-cu", action="store_true")
     p.add_argument("--cache", default="/tmp/fit_memory")
     p.add_argument("--json")
+    p.add_argument("--costs-only", action="store_true",
+                   help="Cu: only the single-thread CPU costs and the scaling model")
     opts = p.parse_args(argv)
     opts.workers = [int(x) for x in opts.workers.split(",")]
     out = {"soap": SOAP, "M": M, "gap_fit_si_cpu_s_earlier_run": GAP_FIT_SI_CPU_S,
@@ -332,12 +355,15 @@ def main(argv=None):
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    def save():
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(out, indent=1, default=str))
     if not opts.no_cu:
         run_cu(opts, out)
+        save()
     if not opts.no_si:
         run_si(opts, out)
-    if opts.json:
-        Path(opts.json).write_text(json.dumps(out, indent=1, default=str))
+        save()
     report(out)
 
 
