@@ -146,7 +146,7 @@ def test_learning_curve_with_workers_equals_serial(alloy, client):
     from gapcalc.tuning import learning_curve
     frames = [f for f in alloy[1] if len(f) > 1]
     a = learning_curve(_model(n_sparse=20), frames[:6], frames[9:11], [2, 6])
-    b = learning_curve(_model(n_sparse=20), frames[:6], frames[12:14], [2, 6], client=client)
+    b = learning_curve(_model(n_sparse=20), frames[:6], frames[9:11], [2, 6], client=client)
     for ra, rb in zip(a, b):
         assert ra["n_train"] == rb["n_train"]
         assert ra["force_rmse"] == pytest.approx(rb["force_rmse"], rel=1e-8)
