@@ -26,8 +26,11 @@ What is measured
 
     Scaling model (printed, and written into RESULTS.md by hand): wall time for N frames
     on P workers = index + N·(t_scan + t_cand + t_rows)/P + merges + selection + solve,
-    with merges = (N/c)·t_merge/P + log2(N/c)·(t_merge + bytes/bandwidth) for chunks of c
-    frames and triangles of (M+1)² doubles; every t measured here.
+    with map = ⌈(N/c)/P⌉·c·t_frame for chunks of c frames, merges = (N/c)·t_merge/P +
+    log2(N/c)·(t_merge + bytes/bandwidth) for triangles of (M+1)² doubles, 1 ms of
+    scheduler time per task, and the N-independent selection (CUR on a full pool of
+    max_candidates environments) and solve; every t is single-thread CPU time measured
+    here (--costs-only measures just these).
 """
 from __future__ import annotations
 
@@ -211,8 +214,10 @@ def scaling_model(cost, M_, N=10 ** 6, P=256, atoms=108, bandwidth=1.0e9,
     n_chunks = math.ceil(N / c)
     nbytes = 3 * (M_ + 1) ** 2 * 8 / 2       # 3 packed upper triangles per merge
     index_s = cost["index_per_frame_s"] * N
-    map_s = N * t_frame / P + c * t_frame    # + one chunk: the last one's imbalance
+    map_s = math.ceil(n_chunks / P) * c * t_frame    # equal chunks, P at a time
     depth = math.ceil(math.log2(max(n_chunks, 2)))
+    # all merges as extra work spread over the workers, plus the tree's depth after the
+    # last chunk (an upper bound: most merges overlap the map phase)
     merge_s = n_chunks * t_merge / P + depth * (t_merge + nbytes / bandwidth)
     sched_s = 6 * n_chunks * task_overhead   # 3 passes x (map + merge), not overlapped
     fixed = cost["select_full_pool_s"] + cost["solve_s"]
