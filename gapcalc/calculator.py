@@ -8,7 +8,10 @@ from .neighbors import neighbor_list
 
 
 class GAPCalculator(Calculator):
-    """Energy, free_energy, per-atom energies, forces and stress of a :class:`SparseGPR`.
+    """Energy, free_energy, per-atom energies, forces and stress of a fitted model.
+
+    The model is a :class:`~gapcalc.gpr.SparseGPR` (uncertainties available) or a
+    :class:`~gapcalc.potential.Potential` (e.g. imported from gap_fit; no posterior).
 
     One call computes everything (reverse-mode forces, virial from the same pair
     terms); results are cached by ASE's ``check_state``. Stress (Voigt, eV/Å³, ASE
@@ -51,7 +54,10 @@ class GAPCalculator(Calculator):
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
             from . import load_model_file
             model = load_model_file(model)
-        model._check_fitted()
+        if hasattr(model, "_check_fitted"):
+            model._check_fitted()
+        if uncertainty and not model.has_posterior:
+            model.uncertainty(None)          # raises: says how to get a posterior
         self.model = model
         self.skin = float(skin)
         self.min_distance = min_distance
@@ -64,7 +70,7 @@ class GAPCalculator(Calculator):
         self._nl_key = None
 
     def _neighbors(self, atoms):
-        cut = max(t.descriptor.cutoff for t in self.model.terms_)
+        cut = self.model.cutoff
         pos = atoms.positions
         key = (len(atoms), atoms.cell.array.tobytes(), atoms.pbc.tobytes(),
                atoms.numbers.tobytes())
@@ -80,21 +86,18 @@ class GAPCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        md = self.model.min_distance if self.min_distance is None else self.min_distance
-        from .targets import FrameError, check_atoms
+        from .targets import check_atoms
         check_atoms(self.atoms, 0.0)          # finite positions and cell, sane cell
         nl = self._neighbors(self.atoms)
-        if md > 0 and len(nl.distances) and nl.distances.min() < md:
-            k = int(np.argmin(nl.distances))
-            i = int(np.searchsorted(nl.first, k, side="right") - 1)
-            raise FrameError(f"structure: atoms {i} and {int(nl.index[k])} are "
-                             f"{nl.distances[k]:.3f} Å apart, closer than the minimum "
-                             f"distance {md} Å")
+        potential = getattr(self.model, "potential_", self.model)
+        potential.check_structure(self.atoms, nl, self.min_distance)
         want = set(self.uncertainty)
         if any(p in self.ENERGY_STD for p in properties):
             want.add("energy")
         if any(p in self.FORCES_STD for p in properties):
             want.add("forces")
+        if want and not getattr(self.model, "has_posterior", False):
+            self.model.uncertainty(None)     # raises: says how to get a posterior
         if not system_changes and "energy" in self.results:
             # same structure, a std asked for after energy/forces: only the missing stds
             todo = {w for w in want if (self.ENERGY_STD if w == "energy" else
@@ -104,8 +107,12 @@ class GAPCalculator(Calculator):
                     self.atoms, nl=nl, energies="energy" in todo, forces="forces" in todo))
                 return
         want_stress = "stress" in properties or self.atoms.pbc.all()
-        res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl,
-                                  check=False, uncertainty=tuple(sorted(want)) or None)
+        if want:      # one pass: the stds reuse the descriptors and kernel values
+            res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl,
+                                      check=False, uncertainty=tuple(sorted(want)))
+        else:
+            res = potential.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl,
+                                     check=False)
         if "stress" not in res and "stress" in properties:
             from ase.calculators.calculator import PropertyNotImplementedError
             raise PropertyNotImplementedError("stress needs a 3-D periodic cell")
