@@ -19,7 +19,8 @@ class GAPCalculator(Calculator):
 
     Parameters
     ----------
-    model : SparseGPR, or a path / shipped-potential name passed to :func:`gapcalc.load`.
+    model : SparseGPR or Potential, or a path / shipped-potential name passed to
+        :func:`gapcalc.load`.
     uncertainty : posterior standard deviations to compute on every call: False (none;
         each is still computed when asked for, e.g. ``calc.get_property("forces_std",
         atoms)``, and then only its own group), "energy" (``energies_std`` eV,
@@ -56,8 +57,6 @@ class GAPCalculator(Calculator):
             model = load_model_file(model)
         if hasattr(model, "_check_fitted"):
             model._check_fitted()
-        if uncertainty and not model.has_posterior:
-            model.uncertainty(None)          # raises: says how to get a posterior
         self.model = model
         self.skin = float(skin)
         self.min_distance = min_distance
@@ -66,6 +65,8 @@ class GAPCalculator(Calculator):
                                        *self.UNCERTAINTY]
         from .gpr import _std_request
         self.uncertainty = _std_request(uncertainty)   # () / ("energy",) / ("forces",) / both
+        if self.uncertainty and not model.has_posterior:
+            model.uncertainty(None)          # raises: says how to get a posterior
         self._nl = None
         self._nl_key = None
 
@@ -96,8 +97,6 @@ class GAPCalculator(Calculator):
             want.add("energy")
         if any(p in self.FORCES_STD for p in properties):
             want.add("forces")
-        if want and not getattr(self.model, "has_posterior", False):
-            self.model.uncertainty(None)     # raises: says how to get a posterior
         if not system_changes and "energy" in self.results:
             # same structure, a std asked for after energy/forces: only the missing stds
             todo = {w for w in want if (self.ENERGY_STD if w == "energy" else
@@ -106,8 +105,10 @@ class GAPCalculator(Calculator):
                 self.results.update(self.model.uncertainty(
                     self.atoms, nl=nl, energies="energy" in todo, forces="forces" in todo))
                 return
+        if want and not self.model.has_posterior:
+            self.model.uncertainty(self.atoms)     # raises: says how to get a posterior
         want_stress = "stress" in properties or self.atoms.pbc.all()
-        if want:      # one pass: the stds reuse the descriptors and kernel values
+        if want:
             res = self.model.evaluate(self.atoms, forces=True, stress=want_stress, nl=nl,
                                       check=False, uncertainty=tuple(sorted(want)))
         else:

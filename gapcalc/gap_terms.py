@@ -138,11 +138,95 @@ def covariance_energy(x, X, coef, inv_theta2, delta2, f0_sum, perms, kmm_isqrt, 
 
 
 @njit(cache=True, nogil=True)
-def distance_2b_local(first, index, vectors, spec, pair_ok, cutoff, width, exponents,
-                      tail_range, tail_exponent, cov, gradients):
-    """distance_2b: ε_i = Σ_j w(r_ij) e(r_ij^exponents) (n_centres,) eV and, with
-    ``gradients``, t_k = ∂ε_i/∂r_ij (n_pairs, 3) eV/Å. pair_ok (S, S): species filter."""
+def _pair_energy(r, exponents, cov, x, gx, work, gradients):
+    """(e, de/dr) of a distance_2b instance at distance r (Å): e(x) with x = r^exponents."""
     X, coef, inv_theta2, delta2, f0_sum, perms, kmm_isqrt, pp_j, normalised = cov
+    d = exponents.shape[0]
+    for q in range(d):
+        x[q] = r if exponents[q] == 1.0 else r ** exponents[q]
+    e = covariance_energy(x, X, coef, inv_theta2, delta2, f0_sum, perms, kmm_isqrt, pp_j,
+                          normalised, gx, work, gradients)
+    de = 0.0
+    if gradients:
+        for q in range(d):
+            dx = 1.0 if exponents[q] == 1.0 else exponents[q] * r ** (exponents[q] - 1.0)
+            de += gx[q] * dx
+    return e, de
+
+
+@njit(cache=True, nogil=True)
+def pair_energy_curve(rs, exponents, cov):
+    """e(r) and de/dr (eV, eV/Å) of a distance_2b covariance at the distances rs (n,)."""
+    d = exponents.shape[0]
+    x, gx, work = np.empty(d), np.empty(d), np.empty(d)
+    e = np.empty(rs.shape[0])
+    de = np.empty(rs.shape[0])
+    for k in range(rs.shape[0]):
+        e[k], de[k] = _pair_energy(rs[k], exponents, cov, x, gx, work, True)
+    return e, de
+
+
+@njit(cache=True, nogil=True)
+def se_pair_curve(rs, power, X, coef, theta, delta2, f0_sum):
+    """e(r), e'(r), e''(r) of a one-dimensional ard_se distance_2b covariance,
+    e = f0_sum + δ² Σ_m coef_m exp(−(x − x_m)²/2θ²) with x = r^power (exact)."""
+    n = rs.shape[0]
+    out = np.empty((n, 3))
+    it2 = 1.0 / (theta * theta)
+    for k in range(n):
+        r = rs[k]
+        if power == 1.0:
+            x, x1, x2 = r, 1.0, 0.0
+        else:
+            x = r ** power
+            x1 = power * r ** (power - 1.0)
+            x2 = power * (power - 1.0) * r ** (power - 2.0)
+        e = 0.0
+        d1 = 0.0
+        d2 = 0.0
+        for m in range(X.shape[0]):
+            u = (x - X[m, 0]) * it2
+            g = coef[m] * math.exp(-0.5 * (x - X[m, 0]) * u)
+            e += g
+            d1 -= g * u
+            d2 += g * (u * u - it2)
+        out[k, 0] = f0_sum + delta2 * e
+        out[k, 1] = delta2 * d1 * x1
+        out[k, 2] = delta2 * (d2 * x1 * x1 + d1 * x2)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _hermite_curve(r, r_lo, h, table):
+    """(f, df/dr) of the quintic Hermite interpolant of table (n, 3) = (f, f', f'') at the
+    nodes r_lo + k h (Å)."""
+    u = (r - r_lo) / h
+    k = min(int(u), table.shape[0] - 2)
+    t = u - k
+    t2 = t * t
+    t3 = t2 * t
+    t4 = t3 * t
+    t5 = t4 * t
+    f0, d0, s0 = table[k, 0], table[k, 1] * h, table[k, 2] * h * h
+    f1, d1, s1 = table[k + 1, 0], table[k + 1, 1] * h, table[k + 1, 2] * h * h
+    f = (f0 * (1 - 10 * t3 + 15 * t4 - 6 * t5) + d0 * (t - 6 * t3 + 8 * t4 - 3 * t5)
+         + s0 * (0.5 * t2 - 1.5 * t3 + 1.5 * t4 - 0.5 * t5)
+         + f1 * (10 * t3 - 15 * t4 + 6 * t5) + d1 * (-4 * t3 + 7 * t4 - 3 * t5)
+         + s1 * (0.5 * t3 - t4 + 0.5 * t5))
+    df = ((f1 - f0) * (30 * t2 - 60 * t3 + 30 * t4) + d0 * (1 - 18 * t2 + 32 * t3 - 15 * t4)
+          + s0 * (t - 4.5 * t2 + 6 * t3 - 2.5 * t4) + d1 * (-12 * t2 + 28 * t3 - 15 * t4)
+          + s1 * (1.5 * t2 - 4 * t3 + 2.5 * t4))
+    return f, df / h
+
+
+@njit(cache=True, nogil=True)
+def distance_2b_local(first, index, vectors, spec, pair_ok, cutoff, width, exponents,
+                      tail_range, tail_exponent, cov, table, gradients):
+    """distance_2b: ε_i = Σ_j w(r_ij) e(r_ij^exponents) (n_centres,) eV and, with
+    ``gradients``, t_k = ∂ε_i/∂r_ij (n_pairs, 3) eV/Å. pair_ok (S, S): species filter.
+    table = (r_lo, h, curve (n, 3)): e(r), e', e'' tabulated for r ≥ r_lo (n = 0: none)."""
+    r_lo, h, curve = table
+    use_table = curve.shape[0] > 1
     n = first.shape[0] - 1
     d = exponents.shape[0]
     eps = np.zeros(n)
@@ -166,16 +250,12 @@ def distance_2b_local(first, index, vectors, spec, pair_ok, cutoff, width, expon
                 tw = ef ** tail_exponent
                 dw = dw * tw + w * tail_exponent * ef ** (tail_exponent - 1.0) * def_
                 w = w * tw
-            for q in range(d):
-                x[q] = r if exponents[q] == 1.0 else r ** exponents[q]
-            e = covariance_energy(x, X, coef, inv_theta2, delta2, f0_sum, perms, kmm_isqrt,
-                                  pp_j, normalised, gx, work, gradients)
+            if use_table and r >= r_lo:
+                e, de = _hermite_curve(r, r_lo, h, curve)
+            else:
+                e, de = _pair_energy(r, exponents, cov, x, gx, work, gradients)
             eps[i] += w * e
             if gradients:
-                de = 0.0
-                for q in range(d):
-                    dx = 1.0 if exponents[q] == 1.0 else exponents[q] * r ** (exponents[q] - 1.0)
-                    de += gx[q] * dx
                 g = (dw * e + w * de) / r
                 for a in range(3):
                     t[k, a] = g * vectors[k, a]
@@ -556,12 +636,17 @@ class _CovarianceTerm:
 @register_term
 class Distance2bTerm(_CovarianceTerm):
     """gap_fit ``distance_2b``: ε_i = Σ_j w(r_ij) e(x(r_ij)) over ordered pairs of the species
-    (Z1, Z2) (0 = any), x = r^exponents, w = f_c(r) (erf(t r)/r)^tail_exponent."""
+    (Z1, Z2) (0 = any), x = r^exponents, w = f_c(r) (erf(t r)/r)^tail_exponent.
+
+    With ``tabulate`` (default) the pair function e(r) is interpolated from a verified
+    table (:meth:`table`) instead of summing M kernel terms per pair: the same numbers to
+    the direct sum's rounding level, ~10x faster for 20 sparse points."""
 
     kind = "gap_distance_2b"
 
     def __init__(self, species, covariance, cutoff, cutoff_width=0.5, Z1=0, Z2=0,
-                 exponents=(1.0,), tail_range=1.0, tail_exponent=0.0, label=""):
+                 exponents=(1.0,), tail_range=1.0, tail_exponent=0.0, label="",
+                 tabulate=True):
         super().__init__(species, covariance, cutoff, cutoff_width, label)
         self.Z1, self.Z2 = int(Z1), int(Z2)
         self.exponents = np.ascontiguousarray(exponents, dtype=np.float64)
@@ -572,16 +657,59 @@ class Distance2bTerm(_CovarianceTerm):
         self.tail_range = float(tail_range)
         self.tail_exponent = float(tail_exponent)
         self._pair_ok = _pair_mask(self.species, self.Z1, self.Z2)
+        self.tabulate = bool(tabulate)
+        self._table = None
 
     def _params(self):
         return {"Z1": self.Z1, "Z2": self.Z2, "exponents": self.exponents.tolist(),
-                "tail_range": self.tail_range, "tail_exponent": self.tail_exponent}
+                "tail_range": self.tail_range, "tail_exponent": self.tail_exponent,
+                "tabulate": self.tabulate}
+
+    #: tabulated range starts here (Å); shorter pairs are computed directly
+    TABLE_START = 0.3
+
+    def table(self):
+        """(r_lo, h, curve): e(r), de/dr and d²e/dr² (curve (n, 3)) on r_lo + k h (Å) up to
+        the cutoff, for quintic-Hermite interpolation, with h halved from 4e-3 Å until the
+        interpolant agrees with the direct sum at every interval's quarter and mid points
+        to 1e-13 of max |e| and 1e-11 of max |de/dr|, plus the direct sum's own rounding
+        ρ = 8 ε δ² Σ_m |α_m c_m| (ρ/h for the derivative: the nodes' rounding seen by the
+        interpolant's slope); empty (pairs computed directly) if that needs h < 2.5e-4 Å,
+        or for other than one-dimensional ard_se covariances. Forces stay the exact
+        derivative of the interpolated energy."""
+        if self._table is not None:
+            return self._table
+        cov = self.covariance
+        self._table = (0.0, 1.0, np.zeros((0, 3)))
+        if (not self.tabulate or self.cutoff_ <= self.TABLE_START or cov.kind != "ard_se"
+                or cov.d != 1 or cov.normalised):
+            return self._table
+        X, coef, _, delta2, f0_sum = cov._packed[:5]
+        args = (float(self.exponents[0]), X, coef, float(cov.theta[0]), delta2, f0_sum)
+        rounding = 8 * np.finfo(float).eps * delta2 * float(np.abs(coef).sum())
+        r_lo = self.TABLE_START
+        h = 4e-3
+        while h >= 2.5e-4:
+            n = int(math.ceil((self.cutoff_ - r_lo) / h)) + 1
+            curve = se_pair_curve(r_lo + h * np.arange(n), *args)
+            probe = (r_lo + h * np.arange(n - 1)[:, None]
+                     + h * np.array([0.25, 0.5, 0.75])[None, :]).ravel()
+            exact = se_pair_curve(probe, *args)
+            approx = np.array([_hermite_curve(r, r_lo, h, curve) for r in probe])
+            if (np.abs(approx[:, 0] - exact[:, 0]).max()
+                    <= 1e-13 * np.abs(curve[:, 0]).max() + rounding
+                    and np.abs(approx[:, 1] - exact[:, 1]).max()
+                    <= 1e-11 * np.abs(curve[:, 1]).max() + rounding / h):
+                self._table = (r_lo, h, curve)
+                break
+            h *= 0.5
+        return self._table
 
     def local_energies(self, env, gradients=True):
         eps, t = distance_2b_local(env.first, env.index, env.vectors, env.spec, self._pair_ok,
                                    self.cutoff_, self.cutoff_width, self.exponents,
                                    self.tail_range, self.tail_exponent,
-                                   self.covariance._packed, bool(gradients))
+                                   self.covariance._packed, self.table(), bool(gradients))
         return eps, (t if gradients else None)
 
     def describe(self):
@@ -805,3 +933,59 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+# --------------------------------------------------------------------------- pooled SOAP
+from .potential import Term  # noqa: E402
+
+
+@register_term
+class PooledSpeciesTerm(Term):
+    """A SOAP kernel term whose descriptor sees every element as one species (QUIP's soap
+    without ``species_Z``: one neighbour channel for all atoms), for multi-element models
+    such as a SOAP on any atom plus a two-element core potential.
+
+    descriptor : single-species SOAP.  X (M, D), alpha (M,) as for :class:`Term`.
+    species : the potential's elements.  centres : elements whose atoms are centres
+    (None: every atom)."""
+
+    kind = "kernel_pooled_species"
+
+    def __init__(self, descriptor, kernel, X, alpha, species, centres=None):
+        if len(descriptor.species) != 1:
+            raise ValueError("a pooled-species term needs a single-species descriptor")
+        super().__init__(descriptor, kernel, X, np.zeros(len(X), dtype=np.int64), alpha)
+        self.species = species if isinstance(species, SpeciesMap) else SpeciesMap(species)
+        self.centres = None if centres is None else sorted(int(z) for z in centres)
+        self._centre_ok = (np.ones(len(self.species), dtype=bool) if self.centres is None
+                           else np.isin(self.species.numbers, self.centres))
+
+    def local_energies(self, env, gradients=True):
+        from .descriptors.soap import Environment
+        pooled = Environment.from_arrays(env.first, env.index, env.vectors,
+                                         np.zeros_like(env.spec))
+        eps, t = super().local_energies(pooled, gradients)
+        skip = ~self._centre_ok[env.centre_spec]
+        if skip.any():
+            eps[skip] = 0.0
+            if t is not None:
+                t[np.repeat(skip, np.diff(env.first))] = 0.0
+        return eps, t
+
+    def to_record(self):
+        rec, arrays = super().to_record()
+        rec["species"] = self.species.numbers.tolist()
+        rec["centres"] = self.centres
+        return rec, arrays
+
+    @classmethod
+    def from_record(cls, rec, arrays, first_column=0):
+        from .descriptors import descriptor_from_dict
+        from .kernels import kernel_from_dict
+        return cls(descriptor_from_dict(rec["descriptor"]), kernel_from_dict(rec["kernel"]),
+                   arrays["X"], arrays["alpha"], rec["species"], rec.get("centres"))
+
+    def describe(self):
+        from .gap_xml import _describe_kernel_term
+        who = "every atom" if self.centres is None else f"centres Z={self.centres}"
+        return _describe_kernel_term(self) + f" (all elements in one channel, {who})"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import xml.parsers.expat
 from pathlib import Path
@@ -378,7 +377,7 @@ def _escale(params, path):
     return _float(params.get("e_scale", "1.0"), "E_scale", path)
 
 
-def _glue(root, core_args, species_numbers, path):
+def _glue(root, core_args, path):
     """Types and pairs for :class:`~gapcalc.gap_terms.GlueTerm` from <Glue_params>."""
     _, params = parse_args(core_args)
     label = params.get("label")
@@ -572,11 +571,9 @@ def _soap_key(c, species_all, version, path):
                           f"lists {len(species_z)} elements")
     wildcard = species_z == [0]
     if wildcard:
-        if len(species_all) > 1:
-            raise GapXMLError(f"{path}: {c.where} soap puts every species in one channel "
-                              f"(no species_Z) in a model of elements {sorted(species_all)}; "
-                              "gapcalc supports that only for single-element models")
-        species_z = sorted(species_all)
+        # one channel for every element: a single-element descriptor on pooled species
+        # (the model's elements when it has one, else a pooled-species term)
+        species_z = sorted(species_all)[:1]
     elif 0 in species_z:
         raise GapXMLError(f"{path}: {c.where} soap species_Z mixes 0 with elements")
     centres = [z for z in _ints(p.get("z", "0"), "Z", path) if z != 0] or None
@@ -599,7 +596,8 @@ def _soap_key(c, species_all, version, path):
           "basis_error_exponent": _float(p.get("basis_error_exponent", "10.0"),
                                          "basis_error_exponent", path),
           "species_Z": species_z,
-          "l_factor": version >= VERSION_L_FACTOR}
+          "l_factor": version >= VERSION_L_FACTOR,
+          "pooled": wildcard and len(species_all) > 1}
     return kw, centres
 
 
@@ -626,7 +624,10 @@ def _soap_terms(coords, species, e_scale, version, path):
         groups.setdefault(key, []).append((c, kw, centres, zeta))
     terms = []
     for (_, zeta), members in groups.items():
-        kw = members[0][1]
+        kw = dict(members[0][1])
+        if kw.pop("pooled"):
+            terms += _pooled_terms(members, kw, species, zeta, e_scale, path)
+            continue
         desc = _make_soap(species, kw, path, members[0][0])
         delta = members[0][0].delta
         Xs, specs, alphas = [], [], []
@@ -648,9 +649,27 @@ def _soap_terms(coords, species, e_scale, version, path):
     return terms
 
 
+def _pooled_terms(members, kw, species, zeta, e_scale, path):
+    """Pooled-species terms (soap without species_Z in a multi-element model), one per
+    coordinate (each has its own centre elements)."""
+    from .descriptors import SpeciesMap
+    from .gap_terms import PooledSpeciesTerm
+    from .kernels import DotProduct
+    terms = []
+    for c, _, centres, _ in members:
+        desc = _make_soap(SpeciesMap(kw["species_Z"]), kw, path, c)
+        if c.d != desc.n_features:
+            raise GapXMLError(f"{path}: {c.where} has {c.d}-dimensional sparse points, but "
+                              f"its soap descriptor has {desc.n_features} features")
+        terms.append(PooledSpeciesTerm(desc, DotProduct(zeta=zeta, delta=c.delta), c.X,
+                                       e_scale * c.alpha * c.sparse_cutoff, species, centres))
+    return terms
+
+
 def _make_soap(species, kw, path, c):
     from .descriptors import SOAP
     kw = dict(kw)
+    kw.pop("pooled", None)
     l_factor = kw.pop("l_factor")
     try:
         desc = SOAP(species.numbers.tolist(), layout="quip", **kw)
@@ -723,7 +742,7 @@ def load_gap_xml(path, label=None):
     for c in coords:
         zs |= c.species_numbers()
     if core is not None:
-        glue = _glue(root, core, zs, path)
+        glue = _glue(root, core, path)
         zs |= {int(t["Z"]) for t in glue[0]}
     if not zs:
         zs = {z for z, v in e0.items() if v != 0 and 0 < z < 119}
@@ -789,8 +808,3 @@ def _describe_kernel_term(t):
                  f" δ={kern.delta:g}, sparse points per centre species {per}")
     return " ".join(parts)
 
-
-def _finite_or_raise(x, what, path):
-    if not math.isfinite(x):
-        raise GapXMLError(f"{path}: {what} is not finite")
-    return x

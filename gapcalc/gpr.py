@@ -29,7 +29,7 @@ from .neighbors import neighbor_list
 from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
-from .targets import FrameError, TargetKeys, check_atoms, read_targets
+from .targets import FrameError, TargetKeys, check_atoms, check_targets, read_targets
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,21 @@ def _force_prior(kernel, p, spec, g, n):
     return out
 
 
+def _as_frames(frames):
+    """Frames as given, or read from an extxyz path / a list of paths."""
+    from pathlib import Path
+    if isinstance(frames, (str, Path)):
+        frames = [frames]
+    frames = list(frames)
+    if frames and all(isinstance(f, (str, Path)) for f in frames):
+        from ase.io import read
+        out = []
+        for path in frames:
+            out.extend(read(str(path), ":"))
+        return out
+    return frames
+
+
 def _force_prior_dot(kernel, p, spec, g, n):
     """:func:`_force_prior` for the dot-product kernel δ²(p̂·p̂')^ζ, same result, fewer flops.
 
@@ -178,21 +193,6 @@ def _std_request(uncertainty):
     if isinstance(uncertainty, (tuple, list, set)) and set(uncertainty) <= {"energy", "forces"}:
         return tuple(sorted(set(uncertainty)))
     raise ValueError(f"uncertainty must be False, True, 'energy' or 'forces', got {uncertainty!r}")
-
-
-def _as_frames(frames):
-    """Frames as given, or read from an extxyz path / a list of paths."""
-    from pathlib import Path
-    if isinstance(frames, (str, Path)):
-        frames = [frames]
-    frames = list(frames)
-    if frames and all(isinstance(f, (str, Path)) for f in frames):
-        from ase.io import read
-        out = []
-        for path in frames:
-            out.extend(read(str(path), ":"))
-        return out
-    return frames
 
 
 def _describe(term, atoms, nl):
@@ -310,6 +310,7 @@ class SparseGPR:
             check_atoms(at, self.min_distance, where=f"frame {k}")
             targets.append(read_targets(at, k, self._keys(), self._sigmas(),
                                         self.config_type_sigma))
+        check_targets(frames, targets)
         return targets
 
     def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
@@ -1027,30 +1028,27 @@ class SparseGPR:
                          info={"training": self.training_summary_})
 
     def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
-                 check=True, virials=False, uncertainty=None):
-        """Energy, per-atom energies, forces, stress: :meth:`Potential.evaluate`.
+                 check=True, uncertainty=None, virials=False):
+        """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
 
+        Without ``uncertainty`` this is :meth:`Potential.evaluate` (the prediction core).
         ``uncertainty`` adds posterior stds (see :meth:`uncertainty`) from the same
         descriptor pass: None/False (none), "energy" (``energies_std``, ``energy_std``,
         ``energy_std_predictive``), "forces" (``forces_std``, ``forces_std_predictive``)
-        or True / "all" (both).
+        or True / "all" (both). ``virials``: per-atom virials (prediction core only).
         """
-        std = _std_request(uncertainty)
-        if not std or virials:
-            out = self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
-                                           min_distance=min_distance, check=check,
-                                           virials=virials)
-            if std:
-                out.update(self.uncertainty(atoms, nl=nl, energies="energy" in std,
-                                            forces="forces" in std))
-            return out
         self._check_fitted()
-        pot = self.potential_
+        std = _std_request(uncertainty)
+        if not std:
+            return self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
+                                            min_distance=min_distance, check=check,
+                                            virials=virials)
+        if virials:
+            raise ValueError("per-atom virials are not computed together with uncertainties")
+        md = self.min_distance if min_distance is None else min_distance
         if check:
-            check_atoms(atoms, 0.0)
+            check_atoms(atoms, md if nl is None else 0.0)
         nl = self._neighbors(atoms) if nl is None else nl
-        if check:
-            pot.check_structure(atoms, nl, min_distance)
         out = self._predict(atoms, nl, forces, stress, std)
         out.update(out.pop("std"))
         return out

@@ -196,3 +196,23 @@ def test_local_energies_only_see_own_neighbours():
     Fo = np.zeros((len(at), 3))
     np.add.at(Fo, owner, F)
     np.testing.assert_allclose(Fo, res["forces"], atol=1e-10)
+
+
+def test_tabulated_pair_function_equals_direct_sum():
+    """distance_2b's verified quintic table gives the direct sum's energies and forces."""
+    cov = covariance("ard_se", 1, M=20, f0=0.2, low=1.0, scale=4.0)
+    tab = Distance2bTerm(SPECIES, cov, 4.0, 0.5)
+    direct = Distance2bTerm(SPECIES, cov, 4.0, 0.5, tabulate=False)
+    assert len(tab.table()[2]) > 100 and len(direct.table()[2]) == 0
+    at = structure(4)
+    r1 = Potential(SPECIES, {}, [tab]).evaluate(at)
+    r2 = Potential(SPECIES, {}, [direct]).evaluate(at)
+    np.testing.assert_allclose(r1["energies"], r2["energies"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r1["forces"], r2["forces"], rtol=0,
+                               atol=1e-10 * np.abs(r2["forces"]).max())
+    # pairs shorter than the table start are summed directly
+    short = at.copy()
+    short.positions[1] = short.positions[0] + [0.2, 0, 0]
+    e1 = Potential(SPECIES, {}, [tab], min_distance=0).evaluate(short)["energies"]
+    e2 = Potential(SPECIES, {}, [direct], min_distance=0).evaluate(short)["energies"]
+    np.testing.assert_allclose(e1, e2, rtol=0, atol=1e-12)

@@ -21,7 +21,7 @@ CASES = [("soap2b", "gap.xml"), ("soap2b", "gap_escale.xml"), ("soap2b", "gap_ol
          ("soap2b", "gap_v1423000000.xml"), ("soap2b", "gap_v1425000000.xml"),
          ("soap2b", "gap_noversion.xml"), ("a3b", "gap.xml"), ("nb", "gap.xml"),
          ("core", "gap.xml"), ("opts", "gap.xml"), ("gto", "gap.xml"), ("inline", "gap.xml"),
-         ("noadd", "gap.xml")]
+         ("noadd", "gap.xml"), ("pooled", "gap.xml")]
 # QUIP shares a distance_Nb cluster's energy among its atoms, gapcalc gives it to the centre
 # (same totals, forces and virials; per-atom energies differ for order >= 3)
 PER_CENTRE = {"nb"}
@@ -76,7 +76,7 @@ def test_glue_alone_equals_quippy():
     from gapcalc.gap_xml import _glue
     from gapcalc.potential import Potential
     root = parse_xml(FIX / "core" / "glue.xml")
-    types, pairs = _glue(root, "IP Glue", set(), FIX / "core" / "glue.xml")
+    types, pairs = _glue(root, "IP Glue", FIX / "core" / "glue.xml")
     pot = Potential([28, 29], {}, [GlueTerm([28, 29], types, pairs)])
     assert_matches(pot, "core", "glue.xml")
 
@@ -232,6 +232,18 @@ def test_cli_convert_and_info(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["species"] == ["Ni", "Cu"] and len(info["terms"]) == 9
     assert main(["convert", str(tmp_path / "absent.xml"), "-o", str(out)]) == 2
+    # eval on frames labelled with quippy's predictions: zero error
+    from ase.io import write
+    frames = []
+    for _, at, ref in reference("a3b", "gap.xml")[:2]:
+        at.info["energy"] = float(ref["energy"])
+        at.arrays["forces"] = ref["forces"]
+        frames.append(at)
+    write(tmp_path / "f.xyz", frames)
+    capsys.readouterr()
+    assert main(["eval", str(FIX / "a3b" / "gap.xml"), str(tmp_path / "f.xyz"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert table["energy_rmse"] < 1e-7 and table["force_rmse"] < 1e-7   # extxyz digits
 
 
 def test_md_relax_and_per_atom_virials():
@@ -256,3 +268,17 @@ def test_md_relax_and_per_atom_virials():
     S = -0.5 * (W + W.T) / at.get_volume()
     np.testing.assert_allclose(S[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]], res["stress"],
                                atol=1e-10)
+
+
+def test_pooled_species_term_round_trip(tmp_path):
+    """soap without species_Z in a two-element model: one channel for all elements, Cu
+    centres only; survives save/load."""
+    from gapcalc.gap_terms import PooledSpeciesTerm
+    pot = load_gap_xml(FIX / "pooled" / "gap.xml")
+    assert any(isinstance(t, PooledSpeciesTerm) for t in pot.terms)
+    pot.save(tmp_path / "p.npz")
+    back = gapcalc.load_model_file(tmp_path / "p.npz")
+    _, at, _ = reference("pooled", "gap.xml")[0]
+    r1, r2 = pot.evaluate(at), back.evaluate(at)
+    np.testing.assert_array_equal(r1["energies"], r2["energies"])
+    np.testing.assert_array_equal(r1["forces"], r2["forces"])
