@@ -18,6 +18,8 @@ Descriptor instances and their energies (w: covariance-cutoff weight, e(x) = Σ_
   virials are the same, per-atom energies differ for order ≥ 3).
 * Glue (QUIP's ``IP Glue``, an EAM form) — ε_i = F_{t_i}(ρ_i) + ½ Σ_j φ_{t_i t_j}(r_ij),
   ρ_i = Σ_j g_{t_j}(r_ij), cubic splines extrapolated linearly.
+* soap without ``species_Z`` in a multi-element model (every element in one neighbour
+  channel) — :class:`PooledSpeciesTerm`, a kernel term on a pooled-species environment.
 
 Covariances (``CovarianceARD``) on instance vectors x (d,), sparse points x_m, weights
 c_m (``sparseCutoff``) and permutations p of the components:
@@ -36,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .descriptors.species import SpeciesMap
-from .potential import register_term
+from .potential import Term, register_term
 
 KINDS = {"ard_se": -1, "pp": 0}
 
@@ -151,18 +153,6 @@ def _pair_energy(r, exponents, cov, x, gx, work, gradients):
         for q in range(d):
             dx = 1.0 if exponents[q] == 1.0 else exponents[q] * r ** (exponents[q] - 1.0)
             de += gx[q] * dx
-    return e, de
-
-
-@njit(cache=True, nogil=True)
-def pair_energy_curve(rs, exponents, cov):
-    """e(r) and de/dr (eV, eV/Å) of a distance_2b covariance at the distances rs (n,)."""
-    d = exponents.shape[0]
-    x, gx, work = np.empty(d), np.empty(d), np.empty(d)
-    e = np.empty(rs.shape[0])
-    de = np.empty(rs.shape[0])
-    for k in range(rs.shape[0]):
-        e[k], de[k] = _pair_energy(rs[k], exponents, cov, x, gx, work, True)
     return e, de
 
 
@@ -931,7 +921,6 @@ def _jsonable(obj):
 
 
 # --------------------------------------------------------------------------- pooled SOAP
-from .potential import Term  # noqa: E402
 
 
 @register_term
