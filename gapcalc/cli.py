@@ -62,15 +62,66 @@ def _model_args(p):
     g.add_argument("--virial-key", default="virial")
     g.add_argument("--stress-key", default="stress")
     g.add_argument("--config-type-sigma", default=None,
-                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\'')
+                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\', or '
+                        "gap_fit's 'liquid:0.003:0.15:0.1:0'")
+    g.add_argument("--radial-basis", default=None, choices=["gto", "quip", "quip_gto"],
+                   help="SOAP radial basis: gto (gapcalc's, default), quip (QUIP/GAP's "
+                        "default EQUISPACED_GAUSS), quip_gto (QUIP's GTO); with --gap the "
+                        "default is QUIP's, as gap_fit")
+    q = p.add_argument_group("gap_fit recipes (README: 'gap_fit recipes'); with --gap the "
+                             "descriptor, kernel and sparsification options above come from it")
+    q.add_argument("--gap", default=None,
+                   help="gap_fit's gap= value, e.g. \"soap cutoff=5 n_max=8 l_max=6 atom_sigma=0.5 "
+                        "zeta=4 delta=1 n_sparse=1000 sparse_method=cur_points : distance_2b "
+                        "cutoff=5 delta=1 theta_uniform=1 n_sparse=20\"")
+    q.add_argument("--default-sigma", default=None,
+                   help="gap_fit's default_sigma: 'energy force virial hessian'")
+    q.add_argument("--e0-method", default=None, choices=["isolated", "average"],
+                   help="gap_fit's e0_method (with --gap; default isolated, as gap_fit)")
+    q.add_argument("--energy-parameter-name", default=None)
+    q.add_argument("--force-parameter-name", default=None)
+    q.add_argument("--virial-parameter-name", default=None)
+    q.add_argument("--sparse-jitter", default=None, help="gap_fit's sparse_jitter")
+    q.add_argument("--rnd-seed", default=None, help="gap_fit's rnd_seed")
+    q.add_argument("--gap-fit-args", default=None,
+                   help="any further gap_fit key=value arguments, as one string")
+
+
+def _gap_fit_model(a, species):
+    """SparseGPR from --gap and the other gap_fit-style options (gapfit_args)."""
+    from .gapfit_args import GapFitArgumentError, gap_fit_kwargs, parse_command_line
+    from .gpr import SparseGPR
+    keys = parse_command_line(a.gap_fit_args) if a.gap_fit_args else {}
+    keys["gap"] = a.gap
+    for opt in ("default_sigma", "e0_method", "energy_parameter_name", "force_parameter_name",
+                "virial_parameter_name", "sparse_jitter", "rnd_seed"):
+        if getattr(a, opt) is not None:
+            keys[opt] = getattr(a, opt)
+    if a.config_type_sigma and not a.config_type_sigma.lstrip().startswith(("{\"", "{'")):
+        keys["config_type_sigma"] = a.config_type_sigma
+    e0_json = a.e0.lstrip().startswith("{")
+    if a.e0 != "average" and not e0_json and "e0_method" not in keys:   # explicit --e0
+        keys["e0"] = a.e0
+    try:
+        kw = gap_fit_kwargs(keys, species=species, radial_basis=a.radial_basis)
+    except GapFitArgumentError as exc:
+        raise SystemExit(f"gapcalc fit: {exc}") from None
+    if a.config_type_sigma and "config_type_sigma" not in keys:
+        kw["config_type_sigma"] = json.loads(a.config_type_sigma)
+    if e0_json and "e0_method" not in keys:
+        kw["e0"] = json.loads(a.e0)
+    return SparseGPR(**kw)
 
 
 def _model_from_args(a, frames):
     from .descriptors import SOAP
     from .gpr import SparseGPR
     species = np.unique(np.concatenate([at.numbers for at in frames]))
+    if getattr(a, "gap", None):
+        return _gap_fit_model(a, species.tolist())
     desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
-                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width)
+                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width,
+                radial_basis=a.radial_basis or "gto")
     e0 = a.e0
     if e0 not in ("average", "lstsq", "isolated"):
         try:

@@ -141,6 +141,18 @@ class SparseGPR:
         return d
 
     @classmethod
+    def from_gap_fit(cls, args=None, *, species=None, radial_basis=None, **keys) -> "SparseGPR":
+        """An unfitted model from a gap_fit recipe (see :mod:`gapcalc.gapfit_args`).
+
+        ``args``: a gap_fit command line, or None; gap_fit keys as keywords, e.g.
+        ``SparseGPR.from_gap_fit(gap="soap cutoff=5 n_max=8 l_max=6 atom_sigma=0.5 zeta=4
+        delta=1 n_sparse=1000 sparse_method=cur_points", default_sigma="0.002 0.1 0.1 0",
+        e0_method="average", species=["Si"])``. Unknown keys and keys gapcalc cannot
+        honour raise :class:`~gapcalc.gapfit_args.GapFitArgumentError`."""
+        from .gapfit_args import gap_fit_kwargs
+        return cls(**gap_fit_kwargs(args, species=species, radial_basis=radial_basis, **keys))
+
+    @classmethod
     def from_params(cls, d: dict) -> "SparseGPR":
         d = dict(d)
         if d.get("descriptor") is not None:
