@@ -11,6 +11,16 @@ def test_unknown_method_is_refused():
         make_tblite("GFN3-xTB")
 
 
+def test_tblite_oracle_spec():
+    """``--oracle tblite:METHOD`` (the documented short form) builds tblite's calculator."""
+    pytest.importorskip("tblite")
+    from gapcalc.active import make_oracle
+    calc = make_oracle("tblite:GFN1-xTB")
+    assert type(calc).__name__ == "TBLite"
+    with pytest.raises(ValueError, match="unknown xTB method"):
+        make_oracle("tblite:GFN9")
+
+
 def test_otf_steps_with_gfn2_xtb(tmp_path):
     pytest.importorskip("tblite")
     from ase import units
