@@ -119,6 +119,8 @@ def make_oracle(spec: str):
     * ``"lj:sigma=S,epsilon=E[,rc=R]"``: ASE's Lennard-Jones with σ = S Å, ε = E eV,
       cutoff R Å (default 3σ), smoothly cut. Plain ``"lj"`` is refused: ASE's defaults
       (σ = 1 Å, cutoff 3 Å) give zero forces for real solids.
+    * ``"tblite:METHOD"``: GFN2-xTB / GFN1-xTB / IPEA1-xTB through tblite (the ``xtb``
+      extra), :func:`gapcalc.oracles.make_tblite`.
     * ``"module:factory"``: ``factory()`` from ``module``, imported from the working
       directory first, then ``sys.path`` (so ``mycalc.py`` beside you works).
 
@@ -135,6 +137,9 @@ def make_oracle(spec: str):
         p = _lj_params(low[3:])
         return LennardJones(sigma=p["sigma"], epsilon=p["epsilon"],
                             rc=p.get("rc", 3.0 * p["sigma"]), smooth=True)
+    if low.startswith("tblite:"):
+        from .oracles import make_tblite
+        return make_tblite(spec.split(":", 1)[1].strip())
     if ":" in spec:
         mod, name = spec.split(":", 1)
         cwd = os.getcwd()

@@ -37,8 +37,8 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..neighbors import neighbor_list
-from .radial import (_hermite, radial_integral, radial_integral_ln, radial_table,
-                     transposed_table)
+from .radial import (QUIP_BASES, RADIAL_BASES, _hermite, radial_integral, radial_integral_ln,
+                     radial_table, transposed_table)
 from .spherical import (harmonics_block, harmonics_contract_block, normalisation,
                         project_gradient, real_spherical_harmonics)
 from .species import SpeciesMap
@@ -112,13 +112,27 @@ def _slot_buffers(n_species, slots, W):
             np.empty((5, slots)), np.empty((W, slots)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cosine_switch(d, fc_cut, fc_width):
+    """(f_c, df_c/dd) of the cosine switch on [fc_cut − fc_width, fc_cut] (1, 0 below)."""
+    if fc_width <= 0.0 or d <= fc_cut - fc_width:
+        return 1.0, 0.0
+    if d >= fc_cut:
+        return 0.0, 0.0
+    t = math.pi * (d - fc_cut + fc_width) / fc_width
+    return 0.5 * (1.0 + math.cos(t)), -0.5 * math.pi / fc_width * math.sin(t)
+
+
 @njit(cache=True, nogil=True, fastmath=_FM)
-def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_derivative):
+def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_derivative,
+                  fc_cut=0.0, fc_width=0.0):
     """G[q, k] = g_nl(|r_k|) (q = l·n_max + n, Eq. 8 radial part) and dG = d/d|r| when
     ``with_derivative``, by cubic-Hermite interpolation of the flat table
     (:func:`.radial.radial_integral_ln`); zero in padding slots. g, dg ((l_max+1)·n_max,)
     are scratch rows (value and derivative are interpolated as rows, then stored as
-    columns: measured faster than two strided passes)."""
+    columns: measured faster than two strided passes).
+    fc_cut > 0: the table holds I_nl without the cutoff function (QUIP bases, for
+    accuracy); f_c(d) of :func:`_cosine_switch` is applied here, per neighbour."""
     W = G.shape[0]
     for k in range(ns):
         if ks[k] < 0:
@@ -128,12 +142,22 @@ def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_deriv
                 for q in range(W):
                     dG[q, k] = 0.0
             continue
+        f = 1.0
+        df = 0.0
+        if fc_cut > 0.0:
+            f, df = _cosine_switch(geo[0, k], fc_cut, fc_width)
         if with_derivative:
             radial_integral_ln(geo[0, k], h, values_ln, derivs_ln, g, dg, True)
-            for q in range(W):
-                G[q, k] = g[q]
-            for q in range(W):
-                dG[q, k] = dg[q]
+            if f == 1.0 and df == 0.0:
+                for q in range(W):
+                    G[q, k] = g[q]
+                for q in range(W):
+                    dG[q, k] = dg[q]
+            else:
+                for q in range(W):
+                    G[q, k] = f * g[q]
+                for q in range(W):
+                    dG[q, k] = f * dg[q] + df * g[q]
         else:
             j, h00, h10, h01, h11, _, _, _, _ = _hermite(geo[0, k], h)
             v0 = values_ln[j]
@@ -142,12 +166,17 @@ def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_deriv
             m1 = derivs_ln[j + 1]
             for q in range(W):
                 G[q, k] = h00 * v0[q] + h10 * m0[q] + h01 * v1[q] + h11 * m1[q]
+            if f != 1.0:
+                for q in range(W):
+                    G[q, k] *= f
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_max, ci):
     """ci (S, n_max, L2): c^s_nlm = w_c δ_{s,si} I_n0(0) Y_00 + Σ_{k∈s} G[l·n_max+n, k] Y[lm, k]
-    (Eq. 8), one contiguous dot product over the species' slots per coefficient."""
+    (Eq. 8), one contiguous dot product over the species' slots per coefficient.
+    si < 0 puts the centre term into every species channel (QUIP's
+    central_reference_all_species)."""
     for s in range(n_species):
         k0 = sstart[s]
         k1 = sstart[s + 1]
@@ -161,8 +190,10 @@ def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_
                         acc += Yr[k] * Gr[k]
                     ci[s, n, lm] = acc
     y00 = 0.5 / math.sqrt(math.pi)
-    for n in range(n_max):
-        ci[si, n, 0] += centre_weight * centre[n] * y00
+    for s in range(n_species):
+        if si < 0 or s == si:
+            for n in range(n_max):
+                ci[s, n, 0] += centre_weight * centre[n] * y00
 
 
 @njit(cache=True, nogil=True)
@@ -204,8 +235,10 @@ def _spectrum_from_coefficients(ci, cT, Gram, f_a1, f_a2, f_l, f_w, p_row):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
-            norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, keep_c, with_p, n_chunks):
-    """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`."""
+            norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, keep_c, with_p, n_chunks,
+            centre_all=False, fc_cut=0.0, fc_width=0.0):
+    """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`
+    (``centre_all``: the centre term goes into every species channel)."""
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
     lp = l_max + 1
@@ -228,11 +261,12 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
         Gram = np.empty((lp, n_species * n_max, n_species * n_max))
         for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
-            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, g, g, False)
+            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, g, g, False, fc_cut,
+                          fc_width)
             harmonics_block(ns, geo[2], geo[3], geo[4], l_max, norm, Y, Q, C, S)
             ci = c[i] if keep_c else buf
-            _density_block(spec[i], n_species, sstart, G, Y, centre, centre_weight, n_max,
-                           l_max, ci)
+            _density_block(-1 if centre_all else spec[i], n_species, sstart, G, Y, centre,
+                           centre_weight, n_max, l_max, ci)
             if with_p:
                 nrm = math.sqrt(_spectrum_from_coefficients(
                     ci.reshape((n_species * n_max, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i]))
@@ -245,35 +279,41 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
 
 
 def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
-              norm, centre_weight):
+              norm, centre_weight, centre_all=False, fc_cut=0.0, fc_width=0.0):
     """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²) (Eq. 8).
 
     first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
     spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in
     the flat (n_grid, (l_max+1)·n_max) layout of :func:`.radial.transposed_table`.
-    centre : (n_max,) I_n0(0), weighted by centre_weight for the atom itself.
+    centre : (n_max,) I_n0(0), weighted by centre_weight for the atom itself (in its own
+    species channel, or in every channel when ``centre_all``).
+    fc_cut, fc_width : when fc_cut > 0 the table holds I_nl without the cutoff function and
+    the cosine switch on [fc_cut − fc_width, fc_cut] is applied per neighbour.
     """
     e = np.empty(0, dtype=np.int64)
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, e, e, e, np.empty(0), False, True, False,
-                   work_chunks(len(first) - 1))[0]
+                   work_chunks(len(first) - 1), centre_all, fc_cut, fc_width)[0]
 
 
 def expansion_spectrum(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
-                       l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize):
+                       l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
+                       centre_all=False, fc_cut=0.0, fc_width=0.0):
     """(c, p, |p|) in one pass: :func:`expansion` and the power spectrum of each centre
     while its coefficients are in cache (p normalised when ``normalize``)."""
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, True, True,
-                   work_chunks(len(first) - 1))
+                   work_chunks(len(first) - 1), centre_all, fc_cut, fc_width)
 
 
 def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
-                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize):
+                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
+                   centre_all=False, fc_cut=0.0, fc_width=0.0):
     """Features only: (p, |p|) without allocating the (n_atoms, S, n_max, L2) expansion."""
     _, p, pnorm = _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln,
                           centre, l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
-                          False, True, work_chunks(len(first) - 1))
+                          False, True, work_chunks(len(first) - 1), centre_all, fc_cut,
+                          fc_width)
     return p, pnorm
 
 
@@ -295,13 +335,19 @@ def power_spectrum(c, f_a1, f_a2, f_l, f_w):
 
 @njit(cache=True, nogil=True)
 def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, Q, dQ, C, S,
-                             u, dC):
+                             u, dC, fc_cut=0.0, fc_width=0.0):
     """∂/∂r_ij of g_nl(r_ij) Y_lm(r̂_ij) into dC (3, n_max, L2); also fills g, dg, Y."""
     d = math.sqrt(vec[0] ** 2 + vec[1] ** 2 + vec[2] ** 2)
     inv = 1.0 / d
     for a in range(3):
         u[a] = vec[a] * inv
     radial_integral(d, h, values, derivs, g, dg)
+    if fc_cut > 0.0:                      # table without the cutoff function
+        f, df = _cosine_switch(d, fc_cut, fc_width)
+        for n in range(g.shape[0]):
+            for l in range(g.shape[1]):
+                dg[n, l] = f * dg[n, l] + df * g[n, l]
+                g[n, l] *= f
     real_spherical_harmonics(u, l_max, norm, Y, dY, Q, dQ, C, S)
     L2 = (l_max + 1) * (l_max + 1)
     project_gradient(u, inv, dY, L2)
@@ -362,7 +408,8 @@ def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, fe
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values, derivs,
                              l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, sf_first, sf_index,
-                             gfirst, pair_slot, centre_slot, normalize, with_strain=True):
+                             gfirst, pair_slot, centre_slot, normalize, with_strain=True,
+                             fc_cut=0.0, fc_width=0.0):
     """Forward-mode gradients of the (normalised) power spectrum.
 
     Returns ``grad`` (n_gpairs, 3, D) with grad[s] = ∂p̂_i/∂r_j for slot s of the
@@ -415,7 +462,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
             ic = centre_slot[i] - g0
             for k in range(first[i], first[i + 1]):
                 _pair_expansion_gradient(vectors[k], h, values, derivs, l_max, norm, g, dg, Y,
-                                         dY, Q, dQ, C, S, u, dC)
+                                         dY, Q, dQ, C, S, u, dC, fc_cut, fc_width)
                 sj = spec[index[k]]
                 feats = sf_index[sf_first[sj]:sf_first[sj + 1]]
                 _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats,
@@ -545,7 +592,7 @@ def _pair_adjoints(n_species, sstart, Gc, G, dG, n_max, l_max, A, B):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln, l_max,
-              norm, f_a1, f_a2, f_l, f_w, normalize, n_chunks):
+              norm, f_a1, f_a2, f_l, f_w, normalize, n_chunks, fc_cut=0.0, fc_width=0.0):
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
     n_species = c.shape[1]
@@ -577,7 +624,8 @@ def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, der
             _coefficient_adjoint(p[i], pnorm[i], dE_dp[i], c[i].reshape((n_species * n_max, L2)),
                                  f_a1, f_a2, f_l, f_w, normalize, gp, H, Gc)
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
-            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, True)
+            _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, True, fc_cut,
+                          fc_width)
             _pair_adjoints(n_species, sstart, Gc, G, dG, n_max, l_max, A, B)
             # t_k = Σ_nlm Gc (g' u Y + g ∇Y): radial part Σ_lm A Y, angular part Σ_lm B ∇f
             harmonics_contract_block(ns, geo[2], geo[3], geo[4], l_max, norm, A, B, Q, dQ, C,
@@ -598,7 +646,7 @@ def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, der
 
 
 def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln,
-                   l_max, norm, f_a1, f_a2, f_l, f_w, normalize):
+                   l_max, norm, f_a1, f_a2, f_l, f_w, normalize, fc_cut=0.0, fc_width=0.0):
     """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
 
     ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``);
@@ -610,7 +658,7 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
     """
     return _backward(first, index, vectors, spec, c, p, pnorm, np.ascontiguousarray(dE_dp), h,
                      values_ln, derivs_ln, l_max, norm, f_a1, f_a2, f_l, f_w, normalize,
-                     work_chunks(len(first) - 1))
+                     work_chunks(len(first) - 1), fc_cut, fc_width)
 
 
 @njit(cache=True)
@@ -698,6 +746,25 @@ def filter_pairs(first, index, vectors, distances, cutoff):
 
 
 @njit(cache=True)
+def pairs_within(first, vectors, cutoff):
+    """Indices of the pairs shorter than ``cutoff`` (Å), in order, and the CSR ``first``
+    (n_centres+1,) of that sub-list."""
+    n = first.shape[0] - 1
+    c2 = cutoff * cutoff
+    kept = np.empty(vectors.shape[0], dtype=np.int64)
+    nfirst = np.empty(n + 1, dtype=np.int64)
+    q = 0
+    nfirst[0] = 0
+    for i in range(n):
+        for k in range(first[i], first[i + 1]):
+            if vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2 < c2:
+                kept[q] = k
+                q += 1
+        nfirst[i + 1] = q
+    return nfirst, kept[:q].copy()
+
+
+@njit(cache=True)
 def assemble_forces(first, index, vectors, t, F, W):
     """Add pair terms t_k = ∂ε_i/∂r_ij to forces (F_j −= t_k, F_i += t_k) and to
     W_ab += Σ_k t_k,a r_k,b (∂E/∂ε), in place."""
@@ -773,6 +840,50 @@ class Environment:
         env.offsets = np.asarray(offsets, dtype=np.int64)
         return env
 
+    @classmethod
+    def from_arrays(cls, first, index, vectors, spec) -> "Environment":
+        """A neighbour description given directly (the prediction core's input).
+
+        first : (n_centres+1,) int64 CSR offsets; centre i owns pairs first[i]:first[i+1].
+        index : (n_pairs,) int64 neighbour atom of each pair, in 0..n_all-1; centres are
+            atoms 0..n_centres-1, atoms beyond are neighbours only (e.g. LAMMPS ghosts).
+        vectors : (n_pairs, 3) r_j − r_i (Å), images included.
+        spec : (n_all,) int64 species index of every atom (centres and neighbours).
+        """
+        env = cls.__new__(cls)
+        env.first = np.ascontiguousarray(first, dtype=np.int64)
+        env.index = np.ascontiguousarray(index, dtype=np.int64)
+        env.vectors = np.ascontiguousarray(vectors, dtype=np.float64).reshape(-1, 3)
+        env.spec = np.ascontiguousarray(spec, dtype=np.int64)
+        env.n_atoms = len(env.first) - 1
+        if len(env.index) != len(env.vectors) or env.first[-1] != len(env.index):
+            raise ValueError("inconsistent neighbour arrays: first[-1], index and vectors "
+                             "must all count the same pairs")
+        if len(env.spec) < env.n_atoms or (len(env.index) and
+                                           (env.index.min() < 0 or
+                                            env.index.max() >= len(env.spec))):
+            raise ValueError("neighbour index outside the atoms whose species are given")
+        return env
+
+    @property
+    def n_centres(self) -> int:
+        """Atoms whose local energies are computed (0..n_centres-1)."""
+        return len(self.first) - 1
+
+    @property
+    def centre_spec(self) -> np.ndarray:
+        """(n_centres,) species index of the centres."""
+        return self.spec[:self.n_centres]
+
+    def within(self, cutoff):
+        """(sub-environment of the pairs shorter than ``cutoff``, their indices in this
+        one); (self, None) when every pair is already shorter."""
+        nfirst, kept = pairs_within(self.first, self.vectors, float(cutoff))
+        if len(kept) == len(self.index):
+            return self, None
+        sub = Environment.from_arrays(nfirst, self.index[kept], self.vectors[kept], self.spec)
+        return sub, kept
+
     def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
         self.n_atoms = len(atoms)
         self.spec = species.indices(atoms.numbers)
@@ -797,21 +908,61 @@ class SOAP:
     species : atomic numbers or symbols of every element that may appear.
     cutoff : r_c (Å).  n_max : radial functions.  l_max : max angular momentum.
     atom_sigma : Gaussian width σ of the smeared density (Å).
-    cutoff_width : width of the cosine switch below r_c (Å).
-    radial_basis : "gto".  normalize : unit-length spectrum (default True).
-    centre_weight : weight of the central atom in its own density (gap_fit: 1).
+    cutoff_width : width of the cosine switch below r_c (Å) (QUIP: cutoff_transition_width).
+    radial_basis : "gto" (default; gapcalc's own), "quip" (QUIP/GAP's default basis,
+        EQUISPACED_GAUSS) or "quip_gto" (QUIP's radial_basis=GTO). With a QUIP basis and
+        the "quip" layout, :meth:`compute` equals quippy's ``Descriptor("soap ...")``.
+    normalize : unit-length spectrum (default True; alias ``normalise``).
+    centre_weight : weight of the central atom in its own density (gap_fit: 1; alias
+        ``central_weight``).
+    central_reference_all_species : put the centre's Gaussian into every species channel
+        (QUIP's rule; default True for one neighbour species, else False: its own channel).
+    covariance_sigma0 : constant appended as the last feature after normalisation (QUIP);
+        only with the "quip" layout.
+    basis_error_exponent : ε of QUIP's bases, extent R_b = r_c + σ√(2 ε ln 10) (default 10).
+    layout : "gapcalc" (species-sorted channel pairs, the default for "gto") or "quip"
+        (QUIP's order: channels I = (species, n) in ``species_Z`` order, pairs J ≤ I, l
+        fastest, plus the covariance_sigma0 element; the default for the QUIP bases).
+    species_Z : neighbour species channels of the "quip" layout, in order (default:
+        ``species`` in the order given). Neighbours of other species are ignored.
+    Z : centre species (default: every atom is a centre). Only :meth:`compute` filters by
+        it (its rows are the centres in atom order, as quippy's); models select centres by
+        species themselves.
+    l_factor : weight each l by (2l+1)^{-1/2} (default); False reproduces gap_fit files
+        older than gap_version 1423143769, which lack it.
     """
 
     name = "soap"
+    # defaults for subclasses that set their attributes themselves (PairDistance)
+    layout = "gapcalc"
+    Z = None
+    central_reference_all_species = False
+    covariance_sigma0 = 0.0
+    l_factor = True
+    _fc = (0.0, 0.0)
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
-                 cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0):
+                 cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
+                 central_reference_all_species=None, covariance_sigma0=0.0,
+                 basis_error_exponent=10.0, layout=None, species_Z=None, Z=None, *,
+                 normalise=None, central_weight=None, l_factor=True):
+        if normalise is not None:
+            normalize = normalise
+        if central_weight is not None:
+            centre_weight = central_weight
+        given = [SpeciesMap([z]).numbers[0] for z in np.atleast_1d(species).tolist()] \
+            if not isinstance(species, SpeciesMap) else species.numbers.tolist()
         self.species = SpeciesMap(species)
         check_cutoff(cutoff, cutoff_width)
         if int(n_max) < 1 or not 0 <= int(l_max) <= 100:
             raise ValueError(f"need n_max >= 1 and 0 <= l_max <= 100, got {n_max}, {l_max}")
         if not atom_sigma > 0:
             raise ValueError(f"atom_sigma must be > 0, got {atom_sigma}")
+        if radial_basis not in RADIAL_BASES:
+            raise ValueError(f"unknown radial_basis {radial_basis!r}; available: "
+                             f"{', '.join(RADIAL_BASES)}")
+        if not basis_error_exponent > 0:
+            raise ValueError(f"basis_error_exponent must be > 0, got {basis_error_exponent}")
         self.cutoff = float(cutoff)
         self.n_max = int(n_max)
         self.l_max = int(l_max)
@@ -820,10 +971,51 @@ class SOAP:
         self.radial_basis = radial_basis
         self.normalize = bool(normalize)
         self.centre_weight = float(centre_weight)
+        self.basis_error_exponent = float(basis_error_exponent)
+        if layout is None:
+            layout = "quip" if radial_basis in QUIP_BASES else "gapcalc"
+        if layout not in ("gapcalc", "quip"):
+            raise ValueError(f"layout must be 'gapcalc' or 'quip', got {layout!r}")
+        self.layout = layout
+        if species_Z is None:
+            species_Z = list(dict.fromkeys(int(z) for z in given))
+        else:
+            species_Z = [int(SpeciesMap([z]).numbers[0]) for z in np.atleast_1d(species_Z)]
+            if len(set(species_Z)) != len(species_Z):
+                raise ValueError(f"species_Z has repeated elements: {species_Z}")
+            missing = [z for z in species_Z if z not in self.species.numbers]
+            if missing:
+                raise ValueError(f"species_Z {missing} not in species {self.species.symbols}")
+            if layout != "quip" and sorted(species_Z) != self.species.numbers.tolist():
+                raise ValueError("species_Z (a subset or order of species) needs layout='quip'")
+        self.species_Z = species_Z
+        if central_reference_all_species is None:
+            central_reference_all_species = len(species_Z) == 1
+        self.central_reference_all_species = bool(central_reference_all_species)
+        self.covariance_sigma0 = float(covariance_sigma0)
+        if self.covariance_sigma0 != 0 and layout != "quip":
+            raise ValueError("covariance_sigma0 needs layout='quip'")
+        self.Z = None if Z is None else sorted(int(SpeciesMap([z]).numbers[0])
+                                               for z in np.atleast_1d(Z))
         self._table = radial_table(self.cutoff, self.n_max, self.l_max, self.atom_sigma,
-                                   self.cutoff_width, radial_basis)
+                                   self.cutoff_width, radial_basis,
+                                   basis_error_exponent=self.basis_error_exponent)
+        # QUIP bases: the table holds I_nl without f_c (f_c applied per neighbour, which
+        # makes the cubic-Hermite table ~30x more accurate for the same size)
+        self._fc = ((self.cutoff, self.cutoff_width) if radial_basis in QUIP_BASES
+                    else (0.0, 0.0))
         self._norm = normalisation(self.l_max)
-        self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        if layout == "quip":
+            channels = self.species.indices(species_Z)
+            self._features = _feature_index_quip(channels, self.n_max, self.l_max)
+        else:
+            self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        self.l_factor = bool(l_factor)
+        if not self.l_factor:
+            # gap_fit files older than gap_version 1423143769: no (2l+1)^{-1/2} weight
+            s1, s2, n1, n2, fl, fw = self._features
+            self._features = (s1, s2, n1, n2, fl,
+                              np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
         s1, s2, n1, n2, fl, fw = self._features
         # (a1, a2, l, w): the features over flattened (species, n) rows, for the
         # per-centre kernels
@@ -835,12 +1027,26 @@ class SOAP:
     def n_features(self) -> int:
         return int(self._features[0].shape[0])
 
+    @property
+    def _has_constant(self) -> bool:
+        """The "quip" layout ends with the covariance_sigma0 element (not normalised)."""
+        return self.layout == "quip"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "species": self.species.numbers.tolist(),
-                "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
-                "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
-                "radial_basis": self.radial_basis, "normalize": self.normalize,
-                "centre_weight": self.centre_weight}
+        d = {"name": self.name, "species": self.species.numbers.tolist(),
+             "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
+             "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
+             "radial_basis": self.radial_basis, "normalize": self.normalize,
+             "centre_weight": self.centre_weight,
+             "central_reference_all_species": self.central_reference_all_species,
+             "covariance_sigma0": self.covariance_sigma0,
+             "basis_error_exponent": self.basis_error_exponent, "layout": self.layout,
+             "species_Z": list(self.species_Z)}
+        if self.Z is not None:
+            d["Z"] = list(self.Z)
+        if not self.l_factor:
+            d["l_factor"] = False
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SOAP":
@@ -867,7 +1073,7 @@ class SOAP:
         h, values_ln, derivs_ln = self._table_ln
         return expansion(env.first, env.index, env.vectors, env.spec, len(self.species), h,
                          values_ln, derivs_ln, self._table[3], self.l_max, self._norm,
-                         self.centre_weight)
+                         self.centre_weight, self.central_reference_all_species, *self._fc)
 
     def features(self, env: Environment) -> np.ndarray:
         """Features of an environment without keeping the expansion (fused kernel)."""
@@ -875,8 +1081,10 @@ class SOAP:
         p, pnorm = features_fused(env.first, env.index, env.vectors, env.spec,
                                   len(self.species), h, values_ln, derivs_ln, self._table[3],
                                   self.l_max, self._norm, self.centre_weight, *self._pairs,
-                                  self.normalize)
+                                  self.normalize, self.central_reference_all_species,
+                                  *self._fc)
         self._check_norms(pnorm)
+        self._set_constant(p)
         return p
 
     def describe(self, env: Environment):
@@ -885,8 +1093,10 @@ class SOAP:
         c, p, pnorm = expansion_spectrum(env.first, env.index, env.vectors, env.spec,
                                          len(self.species), h, values_ln, derivs_ln,
                                          self._table[3], self.l_max, self._norm,
-                                         self.centre_weight, *self._pairs, self.normalize)
+                                         self.centre_weight, *self._pairs, self.normalize,
+                                         self.central_reference_all_species, *self._fc)
         self._check_norms(pnorm)
+        self._set_constant(p)
         return c, p, pnorm
 
     def spectrum(self, c):
@@ -896,7 +1106,14 @@ class SOAP:
         self._check_norms(pnorm)
         if self.normalize:
             p /= pnorm[:, None]          # in place: no second (n_atoms × D) array
+        self._set_constant(p)
         return p, pnorm
+
+    def _set_constant(self, p):
+        """QUIP layout: the last feature is covariance_sigma0, set after normalisation
+        (the kernels give it weight 0, so it is 0 in p and in |p|)."""
+        if self._has_constant:
+            p[:, -1] = self.covariance_sigma0
 
     def _check_norms(self, pnorm):
         if self.normalize and np.any(pnorm == 0):
@@ -917,11 +1134,23 @@ class SOAP:
             env = Environment.batch(atoms, self.cutoff, self.species)
         else:
             env = self.environment(atoms, nl)
+        if self.Z is None:
+            if not gradients:
+                return self.features(env)
+            c = self.expand(env)
+            p, pnorm = self.spectrum(c)
+            return p, self.gradients(env, c, p, pnorm, strain=strain)
+        numbers = (np.concatenate([a.numbers for a in atoms])
+                   if isinstance(atoms, (list, tuple)) else atoms.numbers)
+        rows = np.flatnonzero(np.isin(numbers, self.Z))
         if not gradients:
-            return self.features(env)
+            return self.features(env)[rows]
         c = self.expand(env)
         p, pnorm = self.spectrum(c)
-        return p, self.gradients(env, c, p, pnorm, strain=strain)
+        g = self.gradients(env, c, p, pnorm, strain=strain)
+        keep = np.isin(g.pairs[:, 0], rows)
+        return p[rows], DescriptorGradients(g.pairs[keep], g.values[keep],
+                                            None if g.strain is None else g.strain[rows])
 
     def gradients(self, env, c, p, pnorm, strain=True) -> DescriptorGradients:
         h, values, derivs, _ = self._table
@@ -929,7 +1158,11 @@ class SOAP:
         grad, st = power_spectrum_gradients(
             env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
             self.l_max, self._norm, *self._features, *self._species_features, gfirst, pair_slot,
-            centre_slot, self.normalize, bool(strain))
+            centre_slot, self.normalize, bool(strain), *self._fc)
+        if self._has_constant:          # the constant is outside the normalisation
+            grad[:, :, -1] = 0.0
+            if strain:
+                st[..., -1] = 0.0
         centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
         return DescriptorGradients(np.stack([centres, gindex], axis=1), grad,
                                    st if strain else None)
@@ -937,9 +1170,12 @@ class SOAP:
     def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
         """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""
         h, values_ln, derivs_ln = self._table_ln
+        if self._has_constant and self.covariance_sigma0 != 0:
+            dE_dp = np.array(dE_dp, dtype=np.float64)   # the constant has no gradient
+            dE_dp[:, -1] = 0.0
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
                               dE_dp, h, values_ln, derivs_ln, self.l_max, self._norm,
-                              *self._pairs, self.normalize)
+                              *self._pairs, self.normalize, *self._fc)
 
 
 def _species_feature_lists(features, n_species):
@@ -948,6 +1184,24 @@ def _species_feature_lists(features, n_species):
     lists = [np.flatnonzero((s1 == s) | (s2 == s)) for s in range(n_species)]
     first = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
     return first, np.concatenate(lists).astype(np.int64)
+
+
+def _feature_index_quip(channels, n_max: int, l_max: int):
+    """QUIP's feature order (quip_soap.md §4): channels I = (species channels[I // n_max],
+    n = I % n_max), pairs J ≤ I, l innermost; weight √2 for I ≠ J and (2l+1)^{-1/2};
+    plus a final weight-0 feature (the covariance_sigma0 slot)."""
+    rows = []
+    K = len(channels) * n_max
+    for I in range(K):
+        for J in range(I + 1):
+            for l in range(l_max + 1):
+                fold = 1.0 if I == J else math.sqrt(2.0)
+                rows.append((channels[I // n_max], channels[J // n_max], I % n_max, J % n_max,
+                             l, fold / math.sqrt(2 * l + 1)))
+    rows.append((channels[0], channels[0], 0, 0, 0, 0.0))
+    arr = np.array(rows, dtype=np.float64)
+    ints = [np.ascontiguousarray(arr[:, k].astype(np.int64)) for k in range(5)]
+    return (*ints, np.ascontiguousarray(arr[:, 5]))
 
 
 def _feature_index(n_species: int, n_max: int, l_max: int):

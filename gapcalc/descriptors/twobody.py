@@ -78,6 +78,8 @@ class TwoBody(SOAP):
 
     def __init__(self, species, cutoff=5.0, n_max=8, atom_sigma=0.5, cutoff_width=0.5,
                  radial_basis="gto", normalize=False, centre_weight=1.0):
+        if radial_basis != "gto":
+            raise ValueError(f"TwoBody supports radial_basis='gto' only, got {radial_basis!r}")
         super().__init__(species, cutoff=cutoff, n_max=n_max, l_max=0, atom_sigma=atom_sigma,
                          cutoff_width=cutoff_width, radial_basis=radial_basis,
                          normalize=normalize, centre_weight=centre_weight)
@@ -88,7 +90,9 @@ class TwoBody(SOAP):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        d.pop("l_max")
+        for key in ("l_max", "central_reference_all_species", "covariance_sigma0",
+                    "basis_error_exponent", "layout", "species_Z", "Z"):
+            d.pop(key, None)
         return d
 
     def __repr__(self):
