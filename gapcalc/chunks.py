@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .solver import StreamingQR, triangularise
-from .targets import FrameError, check_atoms, read_targets
+from .targets import FrameError, check_atoms, check_targets, read_targets
 
 TYPES = ("energy", "force", "virial")
 EVAL_TYPES = ("eval_energy", "eval_force", "eval_virial")
@@ -233,9 +233,11 @@ def scan_chunk(chunk: Chunk, data, model, first_index: int = 0) -> dict:
                "n_atoms": np.zeros(n, dtype=np.int64), "energy": np.zeros(n),
                "isolated": np.zeros(n, dtype=bool), "rows": np.zeros((n, 3), dtype=np.int64),
                "config_type": [], "isolated_symbol": []}
+        targets = []
         for j, at in enumerate(frames):
             check_atoms(at, model.min_distance, where=chunk.where(j, first_index))
             tg = _targets(model, at, chunk, j, first_index)
+            targets.append(tg)
             out["counts"][j] = [np.sum(at.numbers == z) for z in numbers]
             out["n_atoms"][j] = len(at)
             out["energy"][j] = tg.energy
@@ -247,6 +249,8 @@ def scan_chunk(chunk: Chunk, data, model, first_index: int = 0) -> dict:
                 n_force = 3 * (len(at) if tg.force_mask is None else int(np.sum(tg.force_mask)))
             out["rows"][j] = (1, n_force, 6 if tg.virial is not None else 0)
             out["config_type"].append(tg.config_type)
+        where = chunk.path or "frames"
+        out["warnings"] = [f"{where}: {w}" for w in check_targets(frames, targets)]
         return out
     except FrameError as exc:
         return {"error": str(exc)}

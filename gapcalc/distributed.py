@@ -205,6 +205,9 @@ class _Prepared:
         for part in parts:           # the first bad frame in frame order
             if "error" in part:
                 raise FrameError(part["error"])
+        for part in parts:           # check_targets' warnings, as the serial read logs them
+            for w in part.get("warnings", ()):
+                log.warning("%s", w)
         numbers = np.unique(np.concatenate([p["numbers"] for p in parts]))
         counts = np.zeros((self.source.n_frames, len(numbers)), dtype=np.int64)
         for c, p in zip(self.chunks, parts):
