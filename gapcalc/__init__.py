@@ -11,20 +11,27 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .descriptors import SOAP, PairDistance, TwoBody  # noqa: E402
+from .potential import Potential  # noqa: E402
 from .gpr import SparseGPR  # noqa: E402
 from .calculator import GAPCalculator  # noqa: E402
 
 
 def load_model_file(path):
-    """Load a :class:`SparseGPR` from a model file (no calculator)."""
+    """A model from a file (no calculator): a :class:`SparseGPR` when the file holds the
+    posterior, else a :class:`Potential`; a gap_fit XML file (``.xml``) is imported as a
+    :class:`Potential` (see :mod:`gapcalc.gap_xml`)."""
+    from .gap_xml import is_gap_xml, load_gap_xml
+    if is_gap_xml(path):
+        return load_gap_xml(path)
     from .io import load_model
     return load_model(path)
 
 
 def load(name_or_path, **calc_kwargs):
-    """A :class:`GAPCalculator` from a model file, or a shipped potential by name ("Cu", "Si", ...)."""
+    """A :class:`GAPCalculator` from a model file (gapcalc ``.npz`` or gap_fit ``.xml``), or a
+    shipped potential by name ("Cu", "Si", ...)."""
     from .potentials import resolve
     return GAPCalculator(load_model_file(resolve(name_or_path)), **calc_kwargs)
 
 
-__all__ = ["SOAP", "PairDistance", "TwoBody", "SparseGPR", "GAPCalculator", "load", "load_model_file"]
+__all__ = ["SOAP", "PairDistance", "TwoBody", "Potential", "SparseGPR", "GAPCalculator", "load", "load_model_file"]

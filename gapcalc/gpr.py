@@ -26,66 +26,76 @@ from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_fro
 from .descriptors.soap import Environment, assemble_forces
 from .kernels import DotProduct, SquaredExponential
 from .neighbors import neighbor_list
+from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
-from .targets import FrameError, TargetKeys, check_atoms, read_targets
+from .targets import FrameError, TargetKeys, check_atoms, check_targets, read_targets
 
 log = logging.getLogger(__name__)
 
-VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-_VOIGT_A = np.array([a for a, _ in VOIGT])
-_VOIGT_B = np.array([b for _, b in VOIGT])
 
+class CandidatePool:
+    """Sparse-point candidates: a uniform reservoir sample of environments per (term, species).
 
-class Term:
-    """One additive part of the model: descriptor, kernel, sparse points, weights.
-
-    X : (M_t, D) sparse environments sorted by species; X_species : (M_t,) species index;
-    offsets : (n_species+1,), the sparse points of species s are offsets[s]:offsets[s+1].
-    columns : (M_t,) the global column (index into the model's α, R, U) of each sparse
-    point; columns are numbered in order of creation, so sparse points added later
-    (on-the-fly learning) extend every matrix at the end.
+    items[t][s] = (keys (n,), draw (n,), P (n, D_t)): each environment's random key, the
+    position of that key in the random stream (so the drawing order is known whatever
+    the merge order), and its features. At most ``cap`` smallest keys are kept, so the
+    pool of any set of frames equals the merge of the pools of its parts
+    (:meth:`merge`), which is how the Dask fit reproduces the serial sparse points.
     """
 
-    def __init__(self, descriptor, kernel, X, X_species, alpha=None, columns=None):
-        X_species = np.asarray(X_species, dtype=np.int64)
-        order = np.argsort(X_species, kind="stable")
-        self.descriptor = descriptor
-        self.kernel = kernel
-        self.X = np.ascontiguousarray(np.asarray(X)[order], dtype=np.float64)
-        self.X_species = X_species[order]
-        cols = np.arange(len(order)) if columns is None else np.asarray(columns, dtype=np.int64)
-        self.columns = cols[order]
-        n_species = len(descriptor.species)
-        self.offsets = np.searchsorted(self.X_species, np.arange(n_species + 1))
-        self.alpha = None if alpha is None else np.asarray(alpha, dtype=np.float64)[order]
+    def __init__(self, n_features, n_species, cap, first_draw=0):
+        self.cap = int(cap)
+        self.items = [[(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, d)))
+                       for _ in range(n_species)] for d in n_features]
+        self.next_draw = int(first_draw)
+        self.complete = True      # False once a part was thinned (candidates_per_chunk)
+
+    def offer(self, ti, s, keys, P):
+        """Add environments P (n, D) with their keys (n,), drawn next in the stream."""
+        k0, o0, P0 = self.items[ti][s]
+        order = np.arange(self.next_draw, self.next_draw + len(keys))
+        self.next_draw += len(keys)
+        self.items[ti][s] = self._cap(np.concatenate([k0, keys]), np.concatenate([o0, order]),
+                                      np.vstack([P0, P]))
+
+    def _cap(self, keys, order, P):
+        if len(keys) > self.cap:   # uniform reservoir: keep the smallest keys
+            keep = np.argpartition(keys, self.cap)[:self.cap]
+            keys, order, P = keys[keep], order[keep], P[keep]
+        return keys, order, P
+
+    def merge(self, other):
+        """This pool followed by ``other`` (in place; returns self)."""
+        for ti, row in enumerate(other.items):
+            for s, (k1, o1, P1) in enumerate(row):
+                k0, o0, P0 = self.items[ti][s]
+                self.items[ti][s] = self._cap(np.concatenate([k0, k1]),
+                                              np.concatenate([o0, o1]), np.vstack([P0, P1]))
+        self.next_draw = max(self.next_draw, other.next_draw)
+        self.complete = self.complete and other.complete
+        return self
+
+    def thin(self, per_species, method, seed):
+        """Keep at most ``per_species`` candidates per (term, species), chosen by ``method``.
+
+        Reduces what a Dask task sends back; the pool is then no longer the complete
+        uniform sample, so the sparse points may differ from the serial fit's."""
+        from .sparsify import select
+        for ti, row in enumerate(self.items):
+            for s, (keys, order, P) in enumerate(row):
+                if len(keys) <= per_species:
+                    continue
+                srt = np.argsort(keys)
+                keys, order, P = keys[srt], order[srt], P[srt]
+                idx = select(P, int(per_species), method, seed=seed + s)
+                self.items[ti][s] = (keys[idx], order[idx], P[idx])
+                self.complete = False
+        return self
 
     @property
-    def M(self) -> int:
-        return len(self.X)
-
-    def blocks(self, spec):
-        """(species s, atom indices of s, sparse slice of s) for species present in both."""
-        for s in range(len(self.offsets) - 1):
-            lo, hi = self.offsets[s], self.offsets[s + 1]
-            rows = np.flatnonzero(spec == s)
-            if hi > lo and len(rows):
-                yield s, rows, slice(lo, hi)
-
-    def kmm(self) -> np.ndarray:
-        """K_MM of this term in its own (species-sorted) order."""
-        K = np.zeros((self.M, self.M))
-        for s in range(len(self.offsets) - 1):
-            sl = slice(self.offsets[s], self.offsets[s + 1])
-            K[sl, sl] = self.kernel(self.X[sl], self.X[sl])
-        return K
-
-    def local_kernel(self, p, spec) -> np.ndarray:
-        """k(p_i, x_m) for every atom and sparse point, zero across species: (N, M_t)."""
-        K = np.zeros((len(p), self.M))
-        for _, rows, sl in self.blocks(spec):
-            K[rows, sl] = self.kernel(p[rows], self.X[sl])
-        return K
+    def size(self) -> int:
+        return sum(len(k) for row in self.items for k, _, _ in row)
 
 
 @dataclass
@@ -114,6 +124,75 @@ def _force_prior(kernel, p, spec, g, n):
         same = spec[c][:, None] == spec[c][None, :]
         out[j] = kernel.force_prior(p[c], g.values[rows], same)
     return out
+
+
+def _as_frames(frames):
+    """Frames as given, or read from an extxyz path / a list of paths."""
+    from pathlib import Path
+    if isinstance(frames, (str, Path)):
+        frames = [frames]
+    frames = list(frames)
+    if frames and all(isinstance(f, (str, Path)) for f in frames):
+        from ase.io import read
+        out = []
+        for path in frames:
+            out.extend(read(str(path), ":"))
+        return out
+    return frames
+
+
+def _force_prior_dot(kernel, p, spec, g, n):
+    """:func:`_force_prior` for the dot-product kernel δ²(p̂·p̂')^ζ, same result, fewer flops.
+
+    ∂²k/∂p∂p'ᵀ = A I + B p' pᵀ with A = δ²ζ s^{ζ−1}, B = δ²ζ(ζ−1) s^{ζ−2} (s = p·p'), so
+    per atom j and direction a the prior is Σ_{i,i'} A_ii' g_i·g_i' + B_ii' (g_i·p_i')(g_i'·p_i)
+    with g_i = ∂p_i/∂r_ja: the kernel factors come from one (N, N) product for all atoms,
+    g_i·g_i' from a symmetric rank-k update (half a product) per direction, and the g·p
+    products of the three directions from one matrix product."""
+    from scipy.linalg.blas import dsyrk
+    z, d2 = kernel.zeta, kernel.delta ** 2
+    S = p @ p.T
+    same = spec[:, None] == spec[None, :]
+    A = np.where(same, d2 * z * (S ** (z - 1) if z != 1 else np.ones_like(S)), 0.0)
+    B = (np.where(same, d2 * z * (z - 1) * (S ** (z - 2) if z != 2 else np.ones_like(S)), 0.0)
+         if z != 1 else None)
+    out = np.zeros((n, 3))
+    js = g.pairs[:, 1]
+    order = np.argsort(js, kind="stable")
+    bounds = np.searchsorted(js[order], np.arange(n + 1))
+    for j in range(n):
+        rows = order[bounds[j]:bounds[j + 1]]
+        if not len(rows):
+            continue
+        c = g.pairs[rows, 0]
+        G = g.values[rows]                                   # (k, 3, D)
+        k = len(c)
+        Ac = A[np.ix_(c, c)]
+        diagA = np.diag(Ac)
+        if B is not None:
+            GP = (G.reshape(3 * k, -1) @ p[c].T).reshape(k, 3, k)   # g_ia · p_i'
+            Bc = B[np.ix_(c, c)]
+        for a in range(3):
+            GG = dsyrk(1.0, G[:, a, :])                     # upper triangle of Ga Gaᵀ
+            val = 2.0 * np.sum(Ac * GG) - np.dot(diagA, np.diag(GG))
+            if B is not None:
+                Ga = GP[:, a, :]
+                val += np.sum(Bc * Ga * Ga.T)
+            out[j, a] = val
+    return out
+
+
+def _std_request(uncertainty):
+    """Normalise an ``uncertainty=`` argument to a tuple of "energy" / "forces"."""
+    if uncertainty is None or uncertainty is False:
+        return ()
+    if uncertainty is True or uncertainty == "all":
+        return ("energy", "forces")
+    if uncertainty in ("energy", "forces"):
+        return (uncertainty,)
+    if isinstance(uncertainty, (tuple, list, set)) and set(uncertainty) <= {"energy", "forces"}:
+        return tuple(sorted(set(uncertainty)))
+    raise ValueError(f"uncertainty must be False, True, 'energy' or 'forces', got {uncertainty!r}")
 
 
 def _describe(term, atoms, nl):
@@ -231,30 +310,54 @@ class SparseGPR:
             check_atoms(at, self.min_distance, where=f"frame {k}")
             targets.append(read_targets(at, k, self._keys(), self._sigmas(),
                                         self.config_type_sigma))
+        check_targets(frames, targets)
         return targets
 
-    def fit(self, frames, progress_every: float = 10.0):
-        """Learn the model from a list of ase.Atoms carrying energies/forces/virials."""
+    def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
+            candidates_per_chunk=None):
+        """Learn the model from a list of ase.Atoms carrying energies/forces/virials.
+
+        ``frames`` may also be an extxyz path (or a list of paths). With a Dask
+        ``client`` (:mod:`gapcalc.distributed`) the fit runs on the cluster: workers read
+        their own frame ranges, and only the (M+1)² triangles travel back; the model equals
+        the serial fit (same sparse points, α to rounding). ``chunk_frames`` sets the
+        frames per task (default: from the data, never from the number of workers);
+        ``candidates_per_chunk`` caps the sparse-point candidates each task sends (None:
+        the complete pool, which reproduces the serial sparse points exactly).
+        """
+        if client is not None:
+            from .distributed import fit_distributed
+            return fit_distributed(self, frames, client, chunk_frames=chunk_frames,
+                                   candidates_per_chunk=candidates_per_chunk,
+                                   progress_every=progress_every)
         t_start = time.perf_counter()
-        frames, targets, fit_idx, isolated = self._prepare(frames)
+        frames, targets, fit_idx, isolated = self._prepare(_as_frames(frames))
         # pass 2: stream the design rows
         acc = self._accumulate(frames, targets, fit_idx, progress_every=progress_every)
         triangles = [acc[t].triangle() for t in ("energy", "force", "virial")]
+        self._finish_fit(triangles, {t: acc[t].n_rows for t in acc}, n_frames=len(fit_idx),
+                         n_isolated=len(isolated),
+                         n_atoms=int(sum(len(frames[k]) for k in fit_idx)),
+                         config_types={targets[k].config_type for k in fit_idx},
+                         t_start=t_start)
+        return self
+
+    def _finish_fit(self, triangles, counts, n_frames, n_isolated, n_atoms, config_types,
+                    t_start):
+        """Solve from the per-type triangles and write the training summary."""
         alpha, self.R_ = solve_regularised(triangles, self.U_)
         self._set_alpha(alpha)
         self.triangles_ = np.stack(triangles)
-        counts = {t: acc[t].n_rows for t in acc}
         self.training_summary_ = {
-            "n_frames": len(fit_idx), "n_isolated_atoms": len(isolated),
-            "n_atoms": int(sum(len(frames[k]) for k in fit_idx)),
+            "n_frames": n_frames, "n_isolated_atoms": n_isolated,
+            "n_atoms": n_atoms,
             "rows": counts, "n_sparse": {f"{t.descriptor.name}": self._sparse_counts(t)
                                          for t in self.terms_},
-            "config_types": sorted({targets[k].config_type for k in fit_idx}),
+            "config_types": sorted(config_types),
             "fit_seconds": round(time.perf_counter() - t_start, 3),
         }
-        log.info("fit done: %d frames, %s rows, M=%d, %.1f s", len(fit_idx), counts, self.M_,
+        log.info("fit done: %d frames, %s rows, M=%d, %.1f s", n_frames, counts, self.M_,
                  self.training_summary_["fit_seconds"])
-        return self
 
     @property
     def M_(self) -> int:
@@ -297,6 +400,25 @@ class SparseGPR:
         return terms
 
     def _fit_e0(self, frames, targets, isolated, species):
+        iso = set(isolated)
+        rest = [k for k in range(len(frames)) if k not in iso]
+        iso_energy = {}
+        for k in isolated:
+            iso_energy[frames[k].get_chemical_symbols()[0]] = targets[k].energy
+        energy = np.array([targets[k].energy for k in rest], dtype=float)
+        n_atoms = np.array([len(frames[k]) for k in rest])
+        comp = (np.array([[np.sum(frames[k].numbers == z) for z in species.numbers]
+                          for k in rest], dtype=float)
+                if self.e0 == "lstsq" else None)
+        return self._e0_from_summary(energy, n_atoms, comp, iso_energy, species)
+
+    def _e0_from_summary(self, energy, n_atoms, comp, iso_energy, species):
+        """e0 per species from per-frame totals of the non-isolated frames.
+
+        energy, n_atoms : (n,) total energy (eV) and atom count of each frame;
+        comp : (n, n_species) atom counts per species (needed for "lstsq" only);
+        iso_energy : {symbol: eV} of the isolated-atom frames (last one wins).
+        """
         syms = species.symbols
         e0 = self.e0
         if isinstance(e0, dict):
@@ -309,23 +431,18 @@ class SparseGPR:
             return out
         if isinstance(e0, (int, float)) and not isinstance(e0, bool):
             return {s: float(e0) for s in syms}
-        rest = [k for k in range(len(frames)) if k not in set(isolated)]
         if e0 == "isolated":
-            out = {}
-            for k in isolated:
-                out[frames[k].get_chemical_symbols()[0]] = targets[k].energy
+            out = dict(iso_energy)
             missing = [s for s in syms if s not in out]
             if missing:
                 raise ValueError(f"e0='isolated' but no isolated-atom frame for {missing}")
             return out
         if e0 == "average":
-            per_atom = [targets[k].energy / len(frames[k]) for k in rest]
+            per_atom = np.asarray(energy, dtype=float) / np.asarray(n_atoms)
             return {s: float(np.mean(per_atom)) for s in syms}
         if e0 == "lstsq":
-            comp = np.array([[np.sum(frames[k].numbers == z) for z in species.numbers]
-                             for k in rest], dtype=float)
-            energies = np.array([targets[k].energy for k in rest])
-            sol, *_ = np.linalg.lstsq(comp, energies, rcond=None)
+            sol, *_ = np.linalg.lstsq(np.asarray(comp, dtype=float),
+                                      np.asarray(energy, dtype=float), rcond=None)
             return {s: float(v) for s, v in zip(syms, sol)}
         raise ValueError(f"unknown e0 {e0!r}: use 'average', 'lstsq', 'isolated', a number "
                          "or a {symbol: eV} dict")
@@ -336,35 +453,47 @@ class SparseGPR:
 
     def _choose_sparse(self, frames, fit_idx):
         rng = np.random.default_rng(self.seed)
-        S = len(self.species_)
-        cand = [[(np.zeros(0), np.zeros((0, t.descriptor.n_features))) for _ in range(S)]
-                for t in self.terms_]
-        cap = int(self.max_candidates)
+        cand = self._empty_candidates()
         for k in fit_idx:
-            at = frames[k]
             try:
-                nl = self._neighbors(at)
-                for ti, term in enumerate(self.terms_):
-                    ev = _describe(term, at, nl)
-                    for s in range(S):
-                        rows = np.flatnonzero(ev.env.spec == s)
-                        if not len(rows):
-                            continue
-                        keys, P = cand[ti][s]
-                        keys = np.concatenate([keys, rng.random(len(rows))])
-                        P = np.vstack([P, ev.p[rows]])
-                        if len(keys) > cap:   # uniform reservoir: keep the smallest keys
-                            keep = np.argpartition(keys, cap)[:cap]
-                            keys, P = keys[keep], P[keep]
-                        cand[ti][s] = (keys, P)
+                self._add_candidates(cand, frames[k], rng)
             except FrameError:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
+        self._select_sparse(cand, rng)
+
+    def _empty_candidates(self, first_draw=0):
+        """An empty :class:`CandidatePool` for this model's terms and species."""
+        return CandidatePool([t.descriptor.n_features for t in self.terms_],
+                             len(self.species_), int(self.max_candidates), first_draw)
+
+    def _add_candidates(self, cand, atoms, rng):
+        """Offer every environment of one frame to the pool ``cand`` (in place).
+
+        Each environment gets a uniform random key drawn from ``rng``, term by term and
+        species by species (one draw per atom and term); per (term, species) the
+        ``max_candidates`` smallest keys are kept — a uniform sample, the same whichever
+        way the frames are split and merged (:meth:`CandidatePool.merge`).
+        """
+        nl = self._neighbors(atoms)
+        for ti, term in enumerate(self.terms_):
+            ev = _describe(term, atoms, nl)
+            for s in range(len(self.species_)):
+                rows = np.flatnonzero(ev.env.spec == s)
+                if len(rows):
+                    cand.offer(ti, s, rng.random(len(rows)), ev.p[rows])
+
+    def _select_sparse(self, cand, rng):
+        """Sparse points of every term from the candidate reservoir (sets ``terms_``).
+
+        ``rng`` must have made every reservoir draw already (it then picks the subset for
+        the 2-body length scale)."""
+        S = len(self.species_)
         for ti, term in enumerate(self.terms_):
             Xs, Ss = [], []
             for s, sym in enumerate(self.species_.symbols):
-                keys, P = cand[ti][s]
+                keys, _, P = cand.items[ti][s]
                 if not len(P):
                     continue
                 P = P[np.argsort(keys)]   # deterministic order
@@ -390,7 +519,9 @@ class SparseGPR:
                 raise ValueError(f"no sparse points for term {term.descriptor.name}")
             X = np.vstack(Xs)
             if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:
-                allP = np.vstack([cand[ti][s][1] for s in range(S) if len(cand[ti][s][1])])
+                # the candidates in the order they were drawn (as the serial stream)
+                parts = [cand.items[ti][s] for s in range(S) if len(cand.items[ti][s][0])]
+                allP = np.vstack([P[np.argsort(o, kind="stable")] for _, o, P in parts])
                 sub = allP[rng.choice(len(allP), min(len(allP), 2000), replace=False)]
                 d = np.sqrt(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1))
                 term.kernel.theta = float(np.median(d[np.triu_indices(len(sub), 1)]) or 1.0)
@@ -471,56 +602,193 @@ class SparseGPR:
                 V[:, :, term.columns] = Vt
         return E, F, V
 
-    def uncertainty(self, atoms, forces=True, nl=None):
+    # ------------------------------------------------------------------ uncertainty
+    def _variance_factor(self):
+        """The posterior factor of every variance, cached until the model changes.
+
+        Columns are put in *block order* (term by term, species by species), so that the
+        rows of a local energy touch one contiguous column range. In that order, with
+        K_MM = UᵀU (block diagonal) and Σ = (RᵀR)⁻¹, W = U R⁻¹ has singular values ≤ 1
+        and I − WWᵀ = B Bᵀ (B upper triangular, a reversed Cholesky factor). Then, for
+        any row l,  l Σ lᵀ − l K_MM⁻¹ lᵀ = −‖E l‖² with E = Bᵀ U⁻ᵀ lower triangular: one
+        triangular product per row instead of two triangular solves. Returns a dict:
+        "E" (M, M) Fortran-ordered, "triangular", "blocks" {(term, species): (lo, hi)},
+        "perm" (M,) global column of each block-ordered column, "species_cols"
+        {species: (columns (k,), E rows ≥ start, Eᵀ[columns, start:] (k, M − start))}.
+        """
+        cache = getattr(self, "_var_cache", None)
+        if cache is not None and cache["U"] is self.U_ and cache["R"] is self.R_:
+            return cache
+        blocks, perm, lo = {}, [], 0
+        for ti, term in enumerate(self.terms_):
+            for s in range(len(term.offsets) - 1):
+                cols = term.columns[term.offsets[s]:term.offsets[s + 1]]
+                if len(cols):
+                    blocks[(ti, s)] = (lo, lo + len(cols))
+                    perm.append(cols)
+                    lo += len(cols)
+        perm = np.concatenate(perm)
+        Kp = (self.U_.T @ self.U_)[np.ix_(perm, perm)]
+        Up = np.zeros_like(Kp)
+        for a, b in blocks.values():                      # K_MM is block diagonal
+            Up[a:b, a:b] = cholesky(Kp[a:b, a:b], lower=False)
+        from scipy.linalg import qr
+        Rp = qr(self.R_[:, perm], mode="r", check_finite=False)[0]
+        WT = solve_triangular(Rp, Up.T, trans="T", check_finite=False)      # (U R⁻¹)ᵀ
+        G = np.eye(len(perm)) - WT.T @ WT
+        G = 0.5 * (G + G.T)
+        try:    # reversed Cholesky: J G J = L Lᵀ  ⇒  G = B Bᵀ with B = J L J upper
+            L = cholesky(G[::-1, ::-1], lower=True, check_finite=False)
+            B = L[::-1, ::-1]
+            E = solve_triangular(Up, B, check_finite=False).T               # Bᵀ U⁻ᵀ
+            triangular = True
+        except np.linalg.LinAlgError:   # I − WWᵀ singular to working precision
+            mu, V = np.linalg.eigh(G)
+            E = (np.sqrt(np.maximum(mu, 0.0))[:, None] * V.T)
+            E = solve_triangular(Up, E.T, check_finite=False).T
+            triangular = False
+        E = np.asfortranarray(E)
+        species_cols = {}
+        for s in range(len(self.species_)):
+            cols = [np.arange(*blocks[(ti, s)]) for ti in range(len(self.terms_))
+                    if (ti, s) in blocks]
+            if cols:
+                cols = np.concatenate(cols)
+                start = int(cols.min()) if triangular else 0
+                species_cols[s] = (cols, start, np.ascontiguousarray(E.T[cols, start:]))
+        self._var_cache = {"U": self.U_, "R": self.R_, "E": E, "triangular": triangular,
+                           "blocks": blocks, "perm": perm, "species_cols": species_cols}
+        return self._var_cache
+
+    def _reduction(self, fac, rows):
+        """‖E l‖² for rows l (r, M) in block order (r,); l Σ lᵀ − l K⁻¹ lᵀ = −this."""
+        if fac["triangular"]:
+            from scipy.linalg.blas import dtrmm
+            Y = dtrmm(1.0, fac["E"], np.asfortranarray(rows.T), lower=1)   # E lᵀ (M, r)
+        else:
+            Y = fac["E"] @ rows.T
+        return np.einsum("mr,mr->r", Y, Y)
+
+    def _local_reduction(self, fac, s, rows):
+        """As :meth:`_reduction` for local-energy rows of species s (zero outside its columns)."""
+        cols, start, ET = fac["species_cols"][s]
+        if fac["triangular"] and cols[-1] - cols[0] + 1 == len(cols):
+            # one contiguous block [lo, hi): E l = [E[lo:hi, lo:hi] l (triangular); E[hi:, lo:hi] l]
+            from scipy.linalg.blas import dtrmm
+            lo, hi = int(cols[0]), int(cols[-1]) + 1
+            E = fac["E"]
+            lt = np.asfortranarray(rows[:, lo:hi].T)
+            top = dtrmm(1.0, E[lo:hi, lo:hi], lt, lower=1)
+            red = np.einsum("mr,mr->r", top, top)
+            if hi < E.shape[0]:
+                bot = E[hi:, lo:hi] @ lt
+                red += np.einsum("mr,mr->r", bot, bot)
+            return red
+        Y = rows[:, cols] @ ET
+        return np.einsum("rm,rm->r", Y, Y)
+
+    def uncertainty(self, atoms, forces=True, nl=None, energies=True):
         """Posterior standard deviations (projected process / DTC, seed Eqs. 19-20).
 
         For any linear functional L of the local-energy GP with row l = L k(·, X):
             σ²(L) = L L' k − l K_MM⁻¹ lᵀ + l Σ lᵀ,   Σ = R⁻¹R⁻ᵀ, K_MM = UᵀU,
-        applied to every local energy ε_i, to the total energy, and (``forces``) to
-        every force component −∂E/∂r_ja, whose prior term uses the exact second
-        derivatives of the kernels. Returns {"energies_std" (N,) eV, "energy_std" eV,
-        "forces_std" (N, 3) eV/Å}. Noise-free: the spread of the fitted function.
+        applied to every local energy ε_i and the total energy (``energies``), and
+        (``forces``) to every force component −∂E/∂r_ja, whose prior term uses the exact
+        second derivatives of the kernels. Returns {"energies_std" (N,) eV,
+        "energy_std" eV} and/or {"forces_std" (N, 3) eV/Å}: *latent* (noise-free) stds,
+        the spread of the fitted function. A new reference calculation would scatter
+        around the prediction by the *predictive* std, which adds the model's noise:
+        ``forces_std_predictive`` = sqrt(forces_std² + σ_F²) and
+        ``energy_std_predictive`` = sqrt(energy_std² + (σ_E √N)²) (``sigma_force``,
+        ``sigma_energy`` per atom as in fitting); both are returned too.
         """
         self._check_fitted()
         nl = self._neighbors(atoms) if nl is None else nl
+        what = ("energy",) * bool(energies) + ("forces",) * bool(forces)
+        return self._predict(atoms, nl, forces=False, stress=False, std=what)["std"]
+
+    def _predict(self, atoms, nl, forces, stress, std=()):
+        """Shared pass of :meth:`evaluate` and :meth:`uncertainty`: one description per
+        term; the std rows reuse the kernel values of the energy pass."""
         n = len(atoms)
+        spec_all = self.species_.indices(atoms.numbers)
+        energies = np.array([self.e0_[s] for s in self.species_.symbols])[spec_all]
+        F = np.zeros((n, 3))
+        W = np.zeros((3, 3))
+        want_e, want_f = "energy" in std, "forces" in std
+        fac = self._variance_factor() if std else None
+        M = self.M_
+        Kl = {} if want_e else None                   # species -> (n_s, M) rows, block order
+        Lf = np.zeros((n, 3, M)) if want_f else None  # force rows, block order
         prior_local = np.zeros(n)
         prior_total = 0.0
         prior_forces = np.zeros((n, 3))
-        K_parts, F_parts = [], []
-        for term in self.terms_:
+        need_grad = forces or stress
+        for ti, term in enumerate(self.terms_):
             ev = _describe(term, atoms, nl)
-            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=False)
-                 if forces else None)
-            K, F, _ = self._term_rows(term, ev, g, forces, False)
-            K_parts.append(K)
-            F_parts.append(F)
             spec = ev.env.spec
-            prior_local += term.kernel.diag(ev.p)
-            for s in np.unique(spec):
-                P = ev.p[spec == s]
-                prior_total += float(term.kernel(P, P).sum())
-            if forces:
-                prior_forces += _force_prior(term.kernel, ev.p, spec, g, n)
-        Kl = np.zeros((n, self.M_))
-        Fl = np.zeros((n, 3, self.M_)) if forces else None
-        for term, K, F in zip(self.terms_, K_parts, F_parts):
-            Kl[:, term.columns] = K
-            if forces:
-                Fl[:, :, term.columns] = F
-        rows = [Kl, Kl.sum(axis=0)[None]]
+            w = np.zeros_like(ev.p) if need_grad else None
+            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=False)
+                 if want_f else None)
+            if want_f:
+                gfirst = np.searchsorted(g.pairs[:, 0], np.arange(n + 1))
+            for s, rows, sl in term.blocks(spec):
+                X = term.X[sl]
+                eps, w_s, K, dK = term.kernel.energy_gradient_rows(
+                    ev.p[rows], X, term.alpha[sl], rows=bool(std), derivative=want_f)
+                energies[rows] += eps
+                if need_grad:
+                    w[rows] = w_s
+                if not std:
+                    continue
+                lo, hi = fac["blocks"][(ti, s)]
+                if want_e:
+                    blk = Kl.setdefault(s, np.zeros((len(rows), M)))
+                    blk[:, lo:hi] = K
+                if want_f:
+                    L3 = Lf[:, :, lo:hi]
+                    for r, i in enumerate(rows):       # per centre: cache-sized temporaries
+                        a, b = gfirst[i], gfirst[i + 1]
+                        T = term.kernel.contract_centre(g.values[a:b], X, ev.p[i], K[r],
+                                                         dK[r])
+                        L3[g.pairs[a:b, 1]] -= T
+            if need_grad:
+                t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
+                assemble_forces(ev.env.first, ev.env.index, ev.env.vectors, t, F, W)
+            if want_e:
+                prior_local += term.kernel.diag(ev.p)
+                for s in np.unique(spec):
+                    P = ev.p[spec == s]
+                    prior_total += float(term.kernel(P, P).sum())
+            if want_f:
+                prior = _force_prior_dot if isinstance(term.kernel, DotProduct) else _force_prior
+                prior_forces += prior(term.kernel, ev.p, spec, g, n)
+        out = {"energy": float(energies.sum()), "energies": energies}
         if forces:
-            rows.append(Fl.reshape(3 * n, -1))
-        Q = np.vstack(rows).T                                          # (M, rows)
-        a = solve_triangular(self.U_, Q, trans="T", check_finite=False)
-        b = solve_triangular(self.R_, Q, trans="T", check_finite=False)
-        reduction = np.einsum("mr,mr->r", b, b) - np.einsum("mr,mr->r", a, a)
-        prior = np.concatenate([prior_local, [prior_total],
-                                prior_forces.ravel() if forces else []])
-        var = np.maximum(prior + reduction, 0.0)
-        out = {"energies_std": np.sqrt(var[:n]), "energy_std": float(np.sqrt(var[n]))}
-        if forces:
-            out["forces_std"] = np.sqrt(var[n + 1:]).reshape(n, 3)
+            out["forces"] = F
+        if stress and atoms.pbc.all():
+            W = 0.5 * (W + W.T) / atoms.get_volume()
+            out["stress"] = W[_VOIGT_A, _VOIGT_B]
+        if not std:
+            return out
+        res = {}
+        if want_e:
+            var_local = prior_local.copy()
+            total_row = np.zeros(M)
+            for s, blk in Kl.items():
+                var_local[spec_all == s] -= self._local_reduction(fac, s, blk)
+                total_row += blk.sum(axis=0)
+            var_total = prior_total - float(self._reduction(fac, total_row[None])[0])
+            res["energies_std"] = np.sqrt(np.maximum(var_local, 0.0))
+            res["energy_std"] = float(np.sqrt(max(var_total, 0.0)))
+            res["energy_std_predictive"] = float(np.sqrt(
+                res["energy_std"] ** 2 + (self.sigma_energy * np.sqrt(n)) ** 2))
+        if want_f:
+            var_f = prior_forces.ravel() - self._reduction(fac, Lf.reshape(3 * n, M))
+            res["forces_std"] = np.sqrt(np.maximum(var_f, 0.0)).reshape(n, 3)
+            res["forces_std_predictive"] = np.sqrt(res["forces_std"] ** 2
+                                                   + self.sigma_force ** 2)
+        out["std"] = res
         return out
 
     def _accumulate(self, frames, targets, indices, folds=None, evaluation=False,
@@ -544,46 +812,53 @@ class SparseGPR:
         last = t0
         n_rows = 0
         for count, k in enumerate(indices, 1):
-            at, tg = frames[k], targets[k]
-            n = len(at)
-            e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
+            acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
             try:
-                E, F, V = self.design_rows(at, forces=tg.forces is not None,
-                                           virial=tg.virial is not None)
+                n_rows += self._add_frame_rows(acc, frames[k], targets[k], evaluation)
             except FrameError:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
-            acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
-            ey = tg.energy - e0
-            acc["energy"].add(E[None] / tg.sigma_energy, [ey / tg.sigma_energy])
-            if evaluation:
-                acc["eval_energy"].add(E[None] / n, [ey / n])
-            n_rows += 1
-            if F is not None:
-                use = slice(None) if tg.force_mask is None else tg.force_mask
-                Fr = F[use].reshape(-1, M)
-                fy = tg.forces[use].ravel()
-                acc["force"].add(Fr / tg.sigma_force, fy / tg.sigma_force)
-                if evaluation:
-                    acc["eval_force"].add(Fr, fy)
-                n_rows += len(fy)
-            if V is not None:
-                # the 6 independent components (as gap_fit): a symmetric virial's
-                # off-diagonal entries must not count twice
-                Vr = V[_VOIGT_A, _VOIGT_B]
-                vy = tg.virial[_VOIGT_A, _VOIGT_B]
-                acc["virial"].add(Vr / tg.sigma_virial, vy / tg.sigma_virial)
-                if evaluation:
-                    vol = at.get_volume()
-                    acc["eval_virial"].add(Vr / vol, vy / vol)
-                n_rows += 6
             now = time.perf_counter()
             if now - last > progress_every or count == len(indices):
                 log.info("design rows: %d/%d frames, %d rows, %.1f s", count, len(indices),
                          n_rows, now - t0)
                 last = now
         return accs
+
+    def _add_frame_rows(self, acc, at, tg, evaluation=False):
+        """Fold the whitened design rows of one frame into ``acc`` ({type: StreamingQR}).
+
+        Returns the number of rows added. ValueError for data the descriptors reject."""
+        M = self.M_
+        e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
+        E, F, V = self.design_rows(at, forces=tg.forces is not None,
+                                   virial=tg.virial is not None)
+        n = len(at)
+        ey = tg.energy - e0
+        acc["energy"].add(E[None] / tg.sigma_energy, [ey / tg.sigma_energy])
+        if evaluation:
+            acc["eval_energy"].add(E[None] / n, [ey / n])
+        n_rows = 1
+        if F is not None:
+            use = slice(None) if tg.force_mask is None else tg.force_mask
+            Fr = F[use].reshape(-1, M)
+            fy = tg.forces[use].ravel()
+            acc["force"].add(Fr / tg.sigma_force, fy / tg.sigma_force)
+            if evaluation:
+                acc["eval_force"].add(Fr, fy)
+            n_rows += len(fy)
+        if V is not None:
+            # the 6 independent components (as gap_fit): a symmetric virial's
+            # off-diagonal entries must not count twice
+            Vr = V[_VOIGT_A, _VOIGT_B]
+            vy = tg.virial[_VOIGT_A, _VOIGT_B]
+            acc["virial"].add(Vr / tg.sigma_virial, vy / tg.sigma_virial)
+            if evaluation:
+                vol = at.get_volume()
+                acc["eval_virial"].add(Vr / vol, vy / vol)
+            n_rows += 6
+        return n_rows
 
     def _prepare(self, frames):
         """Validate, fit e0, build terms and sparse points and K_MM: everything before rows."""
@@ -605,19 +880,25 @@ class SparseGPR:
         return frames, targets, fit_idx, isolated
 
     # ------------------------------------------------------------------ incremental
-    def update(self, frames, new_sparse=None, progress_every=60.0):
+    def update(self, frames, new_sparse=None, progress_every=60.0, client=None,
+               chunk_frames=None):
         """Add training frames (and sparse points) to a fitted model without revisiting old data.
 
         New rows are folded into the kept per-target QR triangles (cost O(rows · M²),
         independent of how much data the model has seen). ``new_sparse`` — a list of
         (term index, X (k, D), species indices (k,)) candidates, most important first —
         extends the sparse set (see :meth:`extend_sparse`). Returns the number of
-        sparse points added.
+        sparse points added. ``frames`` may be extxyz path(s); with a Dask ``client`` the
+        rows of a large batch are made on the cluster (:mod:`gapcalc.distributed`).
         """
         self._check_fitted()
         if getattr(self, "triangles_", None) is None:
             raise RuntimeError("this model was saved without its training state; refit it")
-        frames = list(frames)
+        if client is not None:
+            from .distributed import update_distributed
+            return update_distributed(self, frames, client, new_sparse=new_sparse,
+                                      chunk_frames=chunk_frames, progress_every=progress_every)
+        frames = list(_as_frames(frames))
         start = int(self.training_summary_.get("n_frames", 0))
         targets = []
         for k, at in enumerate(frames):
@@ -626,6 +907,12 @@ class SparseGPR:
                                         self.config_type_sigma))
         added = self.extend_sparse(new_sparse) if new_sparse else 0
         acc = self._accumulate(frames, targets, range(len(frames)), progress_every=progress_every)
+        self._finish_update(acc, len(frames), sum(len(a) for a in frames))
+        return added
+
+    def _finish_update(self, acc, n_frames, n_atoms):
+        """Fold the kept triangles into the new rows' accumulators ({type: StreamingQR}),
+        solve, and update the training summary."""
         triangles = []
         for t, T in zip(("energy", "force", "virial"), self.triangles_):
             a = acc[t]
@@ -635,14 +922,13 @@ class SparseGPR:
         self._set_alpha(alpha)
         self.triangles_ = np.stack(triangles)
         summ = self.training_summary_
-        summ["n_frames"] = start + len(frames)
-        summ["n_atoms"] = int(summ.get("n_atoms", 0) + sum(len(a) for a in frames))
+        summ["n_frames"] = int(summ.get("n_frames", 0)) + int(n_frames)
+        summ["n_atoms"] = int(summ.get("n_atoms", 0) + n_atoms)
         rows = summ.setdefault("rows", {})
         for t in ("energy", "force", "virial"):
             rows[t] = int(rows.get(t, 0) + acc[t].n_rows)
         summ["n_sparse"] = {t.descriptor.name: self._sparse_counts(t) for t in self.terms_}
         summ["incremental_updates"] = int(summ.get("incremental_updates", 0)) + 1
-        return added
 
     def extend_sparse(self, candidates, min_residual=1e-6):
         """Append sparse points; old data see them through the old sparse set.
@@ -724,41 +1010,47 @@ class SparseGPR:
         if not hasattr(self, "alpha_"):
             raise RuntimeError("model is not fitted: call fit() or load a model file")
 
+    @property
+    def cutoff(self) -> float:
+        """Largest cutoff of the fitted terms (Å)."""
+        return max(t.descriptor.cutoff for t in self.terms_)
+
+    @property
+    def has_posterior(self) -> bool:
+        return getattr(self, "R_", None) is not None
+
+    @property
+    def potential_(self) -> Potential:
+        """The fitted potential (prediction only); shares the terms with this model, so
+        it follows later updates. Save it to write a file without the posterior."""
+        self._check_fitted()
+        return Potential(self.species_, self.e0_, self.terms_, self.min_distance,
+                         info={"training": self.training_summary_})
+
     def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
-                 check=True):
+                 check=True, uncertainty=None, virials=False):
         """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
 
-        Reverse mode (:meth:`SOAP.backward`): ∂p/∂r is never formed. ``stress`` is
-        returned only for 3-D periodic structures (None otherwise). ``check=False``
-        skips the input checks (for callers that have just made them).
+        Without ``uncertainty`` this is :meth:`Potential.evaluate` (the prediction core).
+        ``uncertainty`` adds posterior stds (see :meth:`uncertainty`) from the same
+        descriptor pass: None/False (none), "energy" (``energies_std``, ``energy_std``,
+        ``energy_std_predictive``), "forces" (``forces_std``, ``forces_std_predictive``)
+        or True / "all" (both). ``virials``: per-atom virials (prediction core only).
         """
         self._check_fitted()
+        std = _std_request(uncertainty)
+        if not std:
+            return self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
+                                            min_distance=min_distance, check=check,
+                                            virials=virials)
+        if virials:
+            raise ValueError("per-atom virials are not computed together with uncertainties")
         md = self.min_distance if min_distance is None else min_distance
         if check:
             check_atoms(atoms, md if nl is None else 0.0)
         nl = self._neighbors(atoms) if nl is None else nl
-        n = len(atoms)
-        spec = self.species_.indices(atoms.numbers)
-        energies = np.array([self.e0_[s] for s in self.species_.symbols])[spec]
-        F = np.zeros((n, 3))
-        W = np.zeros((3, 3))
-        need_grad = forces or stress
-        for term in self.terms_:
-            ev = _describe(term, atoms, nl)
-            w = np.zeros_like(ev.p)
-            for s, rows, sl in term.blocks(ev.env.spec):
-                eps, w_s = term.kernel.energy_and_gradient(ev.p[rows], term.X[sl], term.alpha[sl])
-                energies[rows] += eps
-                w[rows] = w_s
-            if need_grad:
-                t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
-                assemble_forces(ev.env.first, ev.env.index, ev.env.vectors, t, F, W)
-        out = {"energy": float(energies.sum()), "energies": energies}
-        if forces:
-            out["forces"] = F
-        if stress and atoms.pbc.all():
-            W = 0.5 * (W + W.T) / atoms.get_volume()
-            out["stress"] = W[_VOIGT_A, _VOIGT_B]
+        out = self._predict(atoms, nl, forces, stress, std)
+        out.update(out.pop("std"))
         return out
 
     def predict(self, frames):

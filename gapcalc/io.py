@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "gapcalc-model"
-FORMAT_VERSION = 1
+# 2: terms carry a "kind" and may be other than kernel terms; files may hold a
+# Potential without posterior. Version-1 files still load.
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):
@@ -45,6 +47,9 @@ def write_npz_atomic(path, header: dict, arrays: dict):
     payload["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)     # mkstemp's 0600 → what a normal open() gives
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
@@ -63,7 +68,10 @@ def read_npz(path, expect_format: str = FORMAT, max_version: int = FORMAT_VERSIO
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise ModelFileError(f"{path}: a bare array file (.npy), not a gapcalc model (.npz)")
+        with z:
             names = list(z.files)
             if "header" not in names:
                 raise ModelFileError(f"{path}: not a gapcalc model (no header)")
@@ -109,52 +117,77 @@ def unpack_upper(v: np.ndarray, n: int) -> np.ndarray:
 
 
 def save_model(model, path, training_state=True):
-    """Serialise a fitted :class:`~gapcalc.gpr.SparseGPR`.
+    """Serialise a fitted :class:`~gapcalc.gpr.SparseGPR` or a :class:`~gapcalc.potential.Potential`.
 
-    ``training_state=False`` leaves out the per-target-type QR triangles (needed only
-    to add data to the model later), which roughly halves the file.
+    A SparseGPR file carries the posterior (R, U) and, with ``training_state``, the
+    per-target-type QR triangles (needed only to add data to the model later, roughly
+    half the file). A Potential file carries the terms only (no uncertainties).
     """
     from . import __version__
-    model._check_fitted()
-    arrays = {"R": pack_upper(model.R_), "U": pack_upper(model.U_)}
-    if training_state and getattr(model, "triangles_", None) is not None:
-        arrays["triangles"] = pack_upper(model.triangles_)
+    fitted = hasattr(model, "terms_")
+    if fitted:
+        model._check_fitted()
+        terms_, species, e0 = model.terms_, model.species_, model.e0_
+    else:
+        terms_, species, e0 = model.terms, model.species, model.e0
+    arrays = {}
+    if fitted:
+        arrays["R"] = pack_upper(model.R_)
+        arrays["U"] = pack_upper(model.U_)
+        if training_state and getattr(model, "triangles_", None) is not None:
+            arrays["triangles"] = pack_upper(model.triangles_)
     terms = []
-    for k, t in enumerate(model.terms_):
-        arrays[f"X_{k}"] = t.X
-        arrays[f"X_species_{k}"] = t.X_species
-        arrays[f"alpha_{k}"] = t.alpha
-        arrays[f"columns_{k}"] = t.columns
-        terms.append({"descriptor": t.descriptor.to_dict(), "kernel": t.kernel.to_dict()})
+    for k, t in enumerate(terms_):
+        rec, arrs = t.to_record()
+        for name, arr in arrs.items():
+            arrays[f"{name}_{k}"] = np.asarray(arr)
+        terms.append(rec)
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "gapcalc_version": __version__,
-        "params": model.get_params(), "terms": terms,
-        "species": model.species_.numbers.tolist(), "e0": model.e0_,
-        "training": model.training_summary_,
+        "terms": terms, "species": species.numbers.tolist(), "e0": e0,
     }
+    if fitted:
+        header["params"] = model.get_params()
+        header["training"] = model.training_summary_
+    else:
+        header["min_distance"] = model.min_distance
+        header["info"] = model.info
     write_npz_atomic(path, header, arrays)
 
 
+def _term_arrays(arrays, k):
+    """The arrays of term k (stored as ``<name>_<k>``), keyed by name."""
+    suffix = f"_{k}"
+    return {name[:-len(suffix)]: arr for name, arr in arrays.items()
+            if name.endswith(suffix) and len(name) > len(suffix)}
+
+
 def load_model(path):
-    """Rebuild a fitted :class:`~gapcalc.gpr.SparseGPR` from a model file."""
-    from .descriptors import descriptor_from_dict
-    from .gpr import SparseGPR, Term
-    from .kernels import kernel_from_dict
+    """Rebuild a model from a file: a :class:`~gapcalc.gpr.SparseGPR` when the file holds
+    the posterior, else a :class:`~gapcalc.potential.Potential`."""
+    from .gpr import SparseGPR
+    from .potential import TERM_KINDS, Potential
     header, arrays = read_npz(path)
     try:
-        model = SparseGPR.from_params(header["params"])
-        model.terms_ = []
+        terms = []
         lo = 0
         for k, rec in enumerate(header["terms"]):
-            X = arrays[f"X_{k}"]
-            # files written before sparse sets could grow number the columns term by term
-            cols = arrays.get(f"columns_{k}", np.arange(lo, lo + len(X)))
-            lo += len(X)
-            model.terms_.append(Term(descriptor_from_dict(rec["descriptor"]),
-                                     kernel_from_dict(rec["kernel"]), X,
-                                     arrays[f"X_species_{k}"], arrays[f"alpha_{k}"], cols))
+            kind = rec.get("kind", "kernel")
+            if kind not in TERM_KINDS:
+                raise ModelFileError(f"{path}: term {k} is of kind {kind!r}, which this "
+                                     f"gapcalc does not know ({sorted(TERM_KINDS)})")
+            term = TERM_KINDS[kind].from_record(rec, _term_arrays(arrays, k), first_column=lo)
+            lo += getattr(term, "M", 0)
+            terms.append(term)
+        e0 = {k: float(v) for k, v in header["e0"].items()}
+        if "R" not in arrays:
+            return Potential(header["species"], e0, terms,
+                             min_distance=header.get("min_distance", 0.5),
+                             info=header.get("info"))
+        model = SparseGPR.from_params(header["params"])
+        model.terms_ = terms
         model.species_ = model.terms_[0].descriptor.species
-        model.e0_ = {k: float(v) for k, v in header["e0"].items()}
+        model.e0_ = e0
         M = sum(t.M for t in model.terms_)
         model.R_ = unpack_upper(arrays["R"], M)
         model.U_ = unpack_upper(arrays["U"], M)
@@ -165,5 +198,7 @@ def load_model(path):
             model.alpha_[t.columns] = t.alpha
         model.training_summary_ = header.get("training", {})
     except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path}: inconsistent model file ({exc})") from None
     return model

@@ -19,7 +19,8 @@ def error_table(model, frames, keys: TargetKeys | None = None, return_prediction
     Returns {"overall": {...}, "per_config_type": {type: {...}}}; with
     ``return_predictions`` also the (reference, predicted) pairs for parity plots.
     """
-    keys = keys or model._keys()
+    # a Potential (imported or saved without posterior) has no fitting keys: the defaults
+    keys = keys or (model._keys() if hasattr(model, "_keys") else TargetKeys())
     sig = {"energy": 1.0, "force": 1.0, "virial": 1.0}
     groups: dict[str, dict[str, list]] = {}
     pairs = {"energy": ([], []), "forces": ([], [])}

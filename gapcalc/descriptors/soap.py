@@ -746,6 +746,25 @@ def filter_pairs(first, index, vectors, distances, cutoff):
 
 
 @njit(cache=True)
+def pairs_within(first, vectors, cutoff):
+    """Indices of the pairs shorter than ``cutoff`` (Å), in order, and the CSR ``first``
+    (n_centres+1,) of that sub-list."""
+    n = first.shape[0] - 1
+    c2 = cutoff * cutoff
+    kept = np.empty(vectors.shape[0], dtype=np.int64)
+    nfirst = np.empty(n + 1, dtype=np.int64)
+    q = 0
+    nfirst[0] = 0
+    for i in range(n):
+        for k in range(first[i], first[i + 1]):
+            if vectors[k, 0] ** 2 + vectors[k, 1] ** 2 + vectors[k, 2] ** 2 < c2:
+                kept[q] = k
+                q += 1
+        nfirst[i + 1] = q
+    return nfirst, kept[:q].copy()
+
+
+@njit(cache=True)
 def assemble_forces(first, index, vectors, t, F, W):
     """Add pair terms t_k = ∂ε_i/∂r_ij to forces (F_j −= t_k, F_i += t_k) and to
     W_ab += Σ_k t_k,a r_k,b (∂E/∂ε), in place."""
@@ -821,6 +840,50 @@ class Environment:
         env.offsets = np.asarray(offsets, dtype=np.int64)
         return env
 
+    @classmethod
+    def from_arrays(cls, first, index, vectors, spec) -> "Environment":
+        """A neighbour description given directly (the prediction core's input).
+
+        first : (n_centres+1,) int64 CSR offsets; centre i owns pairs first[i]:first[i+1].
+        index : (n_pairs,) int64 neighbour atom of each pair, in 0..n_all-1; centres are
+            atoms 0..n_centres-1, atoms beyond are neighbours only (e.g. LAMMPS ghosts).
+        vectors : (n_pairs, 3) r_j − r_i (Å), images included.
+        spec : (n_all,) int64 species index of every atom (centres and neighbours).
+        """
+        env = cls.__new__(cls)
+        env.first = np.ascontiguousarray(first, dtype=np.int64)
+        env.index = np.ascontiguousarray(index, dtype=np.int64)
+        env.vectors = np.ascontiguousarray(vectors, dtype=np.float64).reshape(-1, 3)
+        env.spec = np.ascontiguousarray(spec, dtype=np.int64)
+        env.n_atoms = len(env.first) - 1
+        if len(env.index) != len(env.vectors) or env.first[-1] != len(env.index):
+            raise ValueError("inconsistent neighbour arrays: first[-1], index and vectors "
+                             "must all count the same pairs")
+        if len(env.spec) < env.n_atoms or (len(env.index) and
+                                           (env.index.min() < 0 or
+                                            env.index.max() >= len(env.spec))):
+            raise ValueError("neighbour index outside the atoms whose species are given")
+        return env
+
+    @property
+    def n_centres(self) -> int:
+        """Atoms whose local energies are computed (0..n_centres-1)."""
+        return len(self.first) - 1
+
+    @property
+    def centre_spec(self) -> np.ndarray:
+        """(n_centres,) species index of the centres."""
+        return self.spec[:self.n_centres]
+
+    def within(self, cutoff):
+        """(sub-environment of the pairs shorter than ``cutoff``, their indices in this
+        one); (self, None) when every pair is already shorter."""
+        nfirst, kept = pairs_within(self.first, self.vectors, float(cutoff))
+        if len(kept) == len(self.index):
+            return self, None
+        sub = Environment.from_arrays(nfirst, self.index[kept], self.vectors[kept], self.spec)
+        return sub, kept
+
     def __init__(self, atoms, cutoff, species: SpeciesMap, nl=None):
         self.n_atoms = len(atoms)
         self.spec = species.indices(atoms.numbers)
@@ -865,6 +928,8 @@ class SOAP:
     Z : centre species (default: every atom is a centre). Only :meth:`compute` filters by
         it (its rows are the centres in atom order, as quippy's); models select centres by
         species themselves.
+    l_factor : weight each l by (2l+1)^{-1/2} (default); False reproduces gap_fit files
+        older than gap_version 1423143769, which lack it.
     """
 
     name = "soap"
@@ -873,13 +938,14 @@ class SOAP:
     Z = None
     central_reference_all_species = False
     covariance_sigma0 = 0.0
+    l_factor = True
     _fc = (0.0, 0.0)
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
                  central_reference_all_species=None, covariance_sigma0=0.0,
                  basis_error_exponent=10.0, layout=None, species_Z=None, Z=None, *,
-                 normalise=None, central_weight=None):
+                 normalise=None, central_weight=None, l_factor=True):
         if normalise is not None:
             normalize = normalise
         if central_weight is not None:
@@ -944,6 +1010,12 @@ class SOAP:
             self._features = _feature_index_quip(channels, self.n_max, self.l_max)
         else:
             self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+        self.l_factor = bool(l_factor)
+        if not self.l_factor:
+            # gap_fit files older than gap_version 1423143769: no (2l+1)^{-1/2} weight
+            s1, s2, n1, n2, fl, fw = self._features
+            self._features = (s1, s2, n1, n2, fl,
+                              np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
         s1, s2, n1, n2, fl, fw = self._features
         # (a1, a2, l, w): the features over flattened (species, n) rows, for the
         # per-centre kernels
@@ -972,6 +1044,8 @@ class SOAP:
              "species_Z": list(self.species_Z)}
         if self.Z is not None:
             d["Z"] = list(self.Z)
+        if not self.l_factor:
+            d["l_factor"] = False
         return d
 
     @classmethod
