@@ -63,21 +63,89 @@ def _model_args(p):
     g.add_argument("--stress-key", default="stress")
     g.add_argument("--config-type-sigma", default=None,
                    help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\'')
+    _representation_args(g)
+
+
+# -- representation options (issue 15): multi-scale SOAP, radial scaling, feature selection
+_SOAP_KEYS = {"cutoff": float, "cutoff_width": float, "n_max": int, "l_max": int,
+              "atom_sigma": float, "r0": float, "m": float, "c": float, "zeta": float,
+              "delta": float, "n_sparse": int, "n_features": float}
+
+
+def _representation_args(g):
+    g.add_argument("--soap", action="append", default=None, metavar="'key=value ...'",
+                   help="a SOAP term (repeat for a multi-scale model), e.g. "
+                        "--soap 'cutoff=3 n_max=6 l_max=4 delta=0.2' --soap 'cutoff=5.5'; keys: "
+                        + ", ".join(_SOAP_KEYS) + " (r0, m, c: radial scaling); unset keys "
+                        "take the single-term options")
+    g.add_argument("--radial-scaling", default=None, metavar="'r0=2 m=4 c=1'",
+                   help="scale the neighbour density by u(r) = c/(c + (r/r0)^m)")
+    g.add_argument("--n-features", type=float, default=None,
+                   help="keep this many power-spectrum components (or a fraction < 1)")
+    g.add_argument("--feature-method", default="cur", choices=["cur", "fps"])
+
+
+def _keyvals(text, what):
+    out = {}
+    for item in text.replace(",", " ").split():
+        if "=" not in item:
+            raise SystemExit(f"{what}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k not in _SOAP_KEYS:
+            raise SystemExit(f"{what}: unknown key {k!r} (known: {', '.join(_SOAP_KEYS)})")
+        try:
+            out[k] = _SOAP_KEYS[k](v)
+        except ValueError:
+            raise SystemExit(f"{what}: bad value for {k}: {v!r}") from None
+    return out
+
+
+def _scaling(kv):
+    if "r0" not in kv and "m" not in kv:
+        return None
+    return {"type": "inverse_power", "r0": kv.get("r0", 2.0), "m": kv.get("m", 4.0),
+            "c": kv.get("c", 1.0)}
+
+
+def _n_feat(x):
+    return None if x is None else (x if 0 < x < 1 else int(x))
+
+
+def _soap_terms_from_args(a, species):
+    """(descriptor(s), zeta, delta, n_sparse, n_features) from the command line."""
+    from .descriptors import SOAP
+    base = {"cutoff": a.cutoff, "cutoff_width": a.cutoff_width, "n_max": a.n_max,
+            "l_max": a.l_max, "atom_sigma": a.atom_sigma}
+    scal = _scaling(_keyvals(a.radial_scaling, "--radial-scaling")) if a.radial_scaling else None
+    if not a.soap:
+        return (SOAP(species, radial_scaling=scal, **base), a.zeta, a.delta, a.n_sparse,
+                _n_feat(a.n_features))
+    descs, zetas, deltas, sparse, feats = [], [], [], [], []
+    for text in a.soap:
+        kv = _keyvals(text, "--soap")
+        opts = {k: kv.get(k, v) for k, v in base.items()}
+        descs.append(SOAP(species, radial_scaling=_scaling(kv) or scal, **opts))
+        zetas.append(kv.get("zeta", a.zeta))
+        deltas.append(kv.get("delta", a.delta))
+        sparse.append(kv.get("n_sparse", a.n_sparse))
+        feats.append(_n_feat(kv.get("n_features", a.n_features)))
+    return descs, zetas, deltas, sparse, feats
 
 
 def _model_from_args(a, frames):
     from .descriptors import SOAP
     from .gpr import SparseGPR
     species = np.unique(np.concatenate([at.numbers for at in frames]))
-    desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
-                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width)
+    desc, zeta, delta, n_sparse, n_features = _soap_terms_from_args(a, species)
     e0 = a.e0
     if e0 not in ("average", "lstsq", "isolated"):
         try:
             e0 = float(e0)
         except ValueError:
             e0 = json.loads(e0)
-    return SparseGPR(desc, zeta=a.zeta, delta=a.delta, n_sparse=a.n_sparse,
+    return SparseGPR(desc, zeta=zeta, delta=delta, n_sparse=n_sparse,
+                     n_features=n_features, feature_method=a.feature_method,
                      sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
                      sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
                      two_body=a.two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,

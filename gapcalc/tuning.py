@@ -60,14 +60,21 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             "sigma_force": sigma_force or [m.sigma_force],
             "sigma_virial": sigma_virial or [m.sigma_virial],
             "delta": delta or [m.terms_[0].kernel.delta]}
-    if len(m.terms_) > 1:
-        grid["delta_2b"] = delta_2b or [m.terms_[1].kernel.delta]
+    n_soap = m.n_soap_terms_
+    if len(m.terms_) > n_soap:
+        grid["delta_2b"] = delta_2b or [m.terms_[n_soap].kernel.delta]
+    base_deltas = [t.kernel.delta for t in m.terms_]
+
+    def term_deltas(p):
+        """δ of every term at grid point p: the SOAP terms keep their ratios to the first."""
+        out = [p["delta"] * d / base_deltas[0] for d in base_deltas[:n_soap]]
+        return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
     results = []
     for values in itertools.product(*(grid[n] for n in names)):
         p = dict(zip(names, values))
         scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
-        U = _scaled_U(m, [p["delta"]] + ([p["delta_2b"]] if "delta_2b" in p else []))
+        U = _scaled_U(m, term_deltas(p))
         sq = {t: 0.0 for t in TYPES}
         cnt = {t: 0 for t in TYPES}
         for f in tri:
@@ -92,7 +99,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     if refit:
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             setattr(m, name, best[name])
-        deltas = [best["delta"]] + ([best["delta_2b"]] if "delta_2b" in best else [])
+        deltas = term_deltas(best)
         U = _scaled_U(m, deltas)
         triangles = []
         for t in TYPES:
@@ -108,7 +115,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             c_cols[t.columns] = (d / t.kernel.delta) ** 2
         for t, d in zip(m.terms_, deltas):
             t.kernel.delta = d
-        m.delta = best["delta"]
+        m.delta = deltas[0] if n_soap == 1 else deltas[:n_soap]
         if "delta_2b" in best:
             m.delta_2b = best["delta_2b"]
         m.U_ = m._kmm_factor()

@@ -185,3 +185,96 @@ def test_records_round_trip_and_old_records_load():
         SOAP(["H"], radial_scaling={"type": "inverse_power", "m": 2}, **SMALL)
     with pytest.raises(ValueError, match="unknown radial_scaling"):
         SOAP(["H"], radial_scaling={"type": "bogus", "r0": 1, "m": 2}, **SMALL)
+
+
+# --------------------------------------------------------------------------- in models
+def _alloy_frames():
+    """Small two-species EMT frames (Cu/Au, 2x1x1 fcc cells, rattled, strained)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from gapcalc.datasets import label
+    rng = np.random.default_rng(5)
+    frames = []
+    for k in range(6):
+        at = bulk("Cu", "fcc", 3.75, cubic=True) * (2, 1, 1)
+        at.numbers = rng.choice([29, 79], size=len(at))
+        at.rattle(0.1, seed=k)
+        eps = rng.normal(scale=0.02, size=(3, 3))
+        at.set_cell(at.cell.array @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
+        frames.append(label(at, EMT()))
+    return frames
+
+
+def test_multiscale_model_with_options_fd_and_round_trip(tmp_path):
+    """Two SOAP terms (short + long cutoff; radial scaling, compression, selected features)
+    and a 2-body term in one model: forces and stress of the fast path are the exact
+    derivatives of its energy; the file round trip predicts the same."""
+    from gapcalc import SparseGPR, load
+    from gapcalc.tuning import cross_validate
+    frames = _alloy_frames()
+    short = SOAP(["Cu", "Au"], cutoff=3.0, n_max=3, l_max=2, atom_sigma=0.5, cutoff_width=0.8,
+                 compression=[[1.0, 0.6]])
+    long = SOAP(["Cu", "Au"], cutoff=4.5, n_max=4, l_max=3, atom_sigma=0.6, cutoff_width=1.0,
+                radial_scaling={"type": "inverse_power", "r0": 2.5, "m": 3, "c": 2.0})
+    model = SparseGPR([short, long], zeta=[2, 4], delta=[0.3, 1.0], n_sparse=[10, 15],
+                      n_features=[None, 40], two_body=True, sigma_force=0.05).fit(frames[:5])
+    assert [t.descriptor.name for t in model.terms_] == ["soap", "soap", "distance_2b"]
+    assert model.terms_[1].descriptor.n_features == 40
+    assert model.terms_[0].descriptor.n_channels == 1
+    assert model.terms_[0].M == 20 and model.terms_[1].M == 30
+    at = frames[5].copy()
+    res = model.evaluate(at)
+    h = 1e-5
+    for j, a in [(0, 0), (3, 2), (7, 1)]:
+        plus, minus = at.copy(), at.copy()
+        plus.positions[j, a] += h
+        minus.positions[j, a] -= h
+        fd = -(model.evaluate(plus)["energy"] - model.evaluate(minus)["energy"]) / (2 * h)
+        assert abs(fd - res["forces"][j, a]) < 1e-6 * max(1.0, np.abs(res["forces"]).max())
+    eps = np.zeros((3, 3))
+    eps[0, 1] = eps[1, 0] = h
+    plus, minus = at.copy(), at.copy()
+    plus.set_cell(at.cell.array @ (np.eye(3) + eps).T, scale_atoms=True)
+    minus.set_cell(at.cell.array @ (np.eye(3) - eps).T, scale_atoms=True)
+    fd = (model.evaluate(plus)["energy"] - model.evaluate(minus)["energy"]) / (2 * h)
+    assert abs(fd / at.get_volume() / 2 - res["stress"][5]) < 1e-7
+    # the energy is the sum of the terms (each term predicts on its own)
+    env = model.potential_.environment(at)
+    parts = [t.local_energies(env, False)[0].sum() for t in model.terms_]
+    e0 = sum(model.e0_[s] for s in at.get_chemical_symbols())
+    assert abs(e0 + sum(parts) - res["energy"]) < 1e-9
+    # design rows (training path) reproduce the fast path's energy and forces
+    E, F, _ = model.design_rows(at, virial=False)
+    assert abs(E @ model.alpha_ + e0 - res["energy"]) < 1e-8
+    np.testing.assert_allclose(F @ model.alpha_, res["forces"], atol=1e-8)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    again = load(path).model
+    r2 = again.evaluate(at)
+    assert abs(r2["energy"] - res["energy"]) < 1e-10
+    np.testing.assert_allclose(r2["forces"], res["forces"], atol=1e-10)
+    assert again.get_params()["descriptor"][1]["radial_scaling"]["c"] == 2.0
+    # the fast cross-validation handles several SOAP terms (ratios of δ kept)
+    cv = cross_validate(model, frames, k=3, delta=[0.5, 1.0], sigma_force=[0.05])
+    assert len(cv["results"]) == 2
+    best = cv["model"]
+    assert np.isclose(best.delta[0] / best.delta[1], 0.3)
+
+
+def test_cli_repeated_soap(tmp_path):
+    from ase.io import write
+    from gapcalc import load
+    from gapcalc.cli import main
+    frames = _alloy_frames()
+    train = tmp_path / "train.xyz"
+    write(train, frames)
+    out = tmp_path / "m.npz"
+    assert main(["fit", str(train), "-o", str(out), "--n-max", "3", "--l-max", "2",
+                 "--n-sparse", "10", "--soap", "cutoff=3 delta=0.2 n_features=0.5",
+                 "--soap", "cutoff=4.5 r0=2 m=4", "--radial-scaling", "r0=3 m=2"]) in (0, None)
+    terms = load(out).model.terms_
+    assert [t.descriptor.cutoff for t in terms] == [3.0, 4.5]
+    assert terms[0].kernel.delta == 0.2
+    assert terms[0].descriptor.n_features == round(0.5 * terms[0].descriptor.n_features_full)
+    assert terms[0].descriptor.radial_scaling["r0"] == 3.0
+    assert terms[1].descriptor.radial_scaling["r0"] == 2.0
