@@ -278,3 +278,29 @@ def test_cli_repeated_soap(tmp_path):
     assert terms[0].descriptor.n_features == round(0.5 * terms[0].descriptor.n_features_full)
     assert terms[0].descriptor.radial_scaling["r0"] == 3.0
     assert terms[1].descriptor.radial_scaling["r0"] == 2.0
+
+
+def test_learn_compression_als():
+    """ALS compression (Eq. 23): a (d_J, S) matrix with unit rows, deterministic, usable as
+    SOAP(compression=...)."""
+    import logging
+    from gapcalc.descriptors.compression import learn_compression
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    rng = np.random.default_rng(0)
+    frames, energies = [], []
+    for k in range(24):
+        at = bulk("Cu", "fcc", 3.7, cubic=True)
+        at.numbers = rng.choice([28, 29, 79], size=len(at))
+        at.rattle(0.1, seed=k)
+        at.calc = EMT()
+        energies.append(at.get_potential_energy())
+        frames.append(at)
+    kw = dict(cutoff=4.0, n_max=3, l_max=2, n_iter=4)
+    u = learn_compression(frames, energies, ["Ni", "Cu", "Au"], 2, **kw)
+    assert u.shape == (2, 3)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0)
+    np.testing.assert_array_equal(u, learn_compression(frames, energies, ["Ni", "Cu", "Au"], 2,
+                                                       **kw))
+    desc = SOAP(["Ni", "Cu", "Au"], compression=u, **SMALL)
+    assert desc.compute(frames[0]).shape == (4, desc.n_features)
