@@ -1,4 +1,4 @@
-"""The ``gapcalc`` command: fit, eval, info, cv, curve, md, demo (and learn)."""
+"""The ``gapcalc`` command: fit, eval, info, cv, curve, tune, md, demo (and learn)."""
 from __future__ import annotations
 
 import argparse
@@ -169,6 +169,24 @@ def cmd_fit(a):
         table = error_table(model, _read(a.valid))
         print("validation errors:")
         print(format_table(table))
+
+
+def cmd_tune(a):
+    """gapcalc tune: hyper-parameters by k-fold CV on the training set (gapcalc/tune.py)."""
+    from .metrics import error_table, format_table
+    from .tune import format_tune_table, tune
+    frames = _read(a.train)
+    valid = _read(a.valid) if a.valid else None
+    res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
+               seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
+               score=a.score, valid=valid, e0=a.e0)
+    print(format_tune_table(res))
+    res["model"].save(a.output)
+    print(f"best: {res['best_row']['label']}")
+    print(f"model written to {a.output}")
+    if valid is not None:
+        print("validation errors:")
+        print(format_table(error_table(res["model"], valid)))
 
 
 def cmd_eval(a):
@@ -440,6 +458,21 @@ def build_parser():
     le.add_argument("--plot", help="uncertainty/oracle-call plot PNG (needs matplotlib)")
     le.add_argument("-o", "--output", default="otf_run", help="run folder")
     le.set_defaults(func=cmd_learn)
+
+    t = sub.add_parser("tune", help="choose hyper-parameters by k-fold CV, fit and write the model")
+    t.add_argument("train")
+    t.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    t.add_argument("--valid", help="validation extxyz: learning curve and final errors")
+    t.add_argument("--budget", type=float, default=None, help="search time (s)")
+    t.add_argument("--max-candidates", type=int, default=None)
+    t.add_argument("--folds", type=int, default=4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--score", default="force", choices=["force", "energy", "both"])
+    t.add_argument("--n-sparse", type=int, default=1000, help="sparse points of the final fit")
+    t.add_argument("--n-sparse-search", type=int, default=300,
+                   help="sparse points per species during the search")
+    t.add_argument("--e0", default="average")
+    t.set_defaults(func=cmd_tune)
 
     d = sub.add_parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
     d.add_argument("--frames", type=int, default=40)
