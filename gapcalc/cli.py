@@ -179,7 +179,7 @@ def cmd_tune(a):
     valid = _read(a.valid) if a.valid else None
     res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
                seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
-               score=a.score, valid=valid, e0=a.e0)
+               score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames)
     print(format_tune_table(res))
     res["model"].save(a.output)
     print(f"best: {res['best_row']['label']}")
@@ -471,6 +471,8 @@ def build_parser():
     t.add_argument("--n-sparse", type=int, default=1000, help="sparse points of the final fit")
     t.add_argument("--n-sparse-search", type=int, default=300,
                    help="sparse points per species during the search")
+    t.add_argument("--search-frames", type=int, default=None,
+                   help="search on a seeded subset of this many training frames")
     t.add_argument("--e0", default="average")
     t.set_defaults(func=cmd_tune)
 

@@ -74,7 +74,8 @@ def make_model(cfg, species, n_sparse, seed=0, **extra):
 
 def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
          n_sparse_search=300, score="force", space=None, start=None, inner=None,
-         valid=None, curve_sizes=(0.125, 0.25, 0.5, 1.0), refit=True, **model_kw):
+         valid=None, curve_sizes=(0.125, 0.25, 0.5, 1.0), refit=True, search_frames=None,
+         **model_kw):
     """Search hyper-parameters by k-fold CV on ``frames`` (the training set only).
 
     budget : seconds for the search (None: until a sweep improves nothing).
@@ -84,6 +85,8 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     space, start, inner : override :data:`SPACE`, :data:`START`, :data:`INNER`.
     valid : optional validation frames for the learning curve (else a seeded 20 % of the
         training frames is held out for the curve only).
+    search_frames : search (and the learning curve) on a seeded random subset of this many
+        training frames (cheaper); the final model is fitted on all of them.
     model_kw : further SparseGPR arguments (e.g. e0, energy_key).
     Returns {"table": rows of every candidate, "best": config, "model": fitted SparseGPR
     (with ``refit``), "curve": learning curve of the winner}.
@@ -93,6 +96,12 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     cfg = dict(START if start is None else start)
     inner = dict(INNER if inner is None else inner)
     species = np.unique(np.concatenate([at.numbers for at in frames]))
+    all_frames = list(frames)
+    if search_frames is not None and search_frames < len(all_frames):
+        pick = np.sort(np.random.default_rng(seed + 1).permutation(len(all_frames))
+                       [:int(search_frames)])
+        frames = [all_frames[i] for i in pick]
+        log.info("tune: searching on %d of %d training frames", len(frames), len(all_frames))
     t0 = time.perf_counter()
     evaluated = {}
     table = []
@@ -185,7 +194,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
                                                  **model_kw),
                                       curve_train, curve_valid, sizes, seed=seed)
     if refit:
-        model = make_model(win, species, n_sparse, seed=seed, **model_kw).fit(frames)
+        model = make_model(win, species, n_sparse, seed=seed, **model_kw).fit(all_frames)
         model.training_summary_["tune"] = {"best": {k: (list(v) if isinstance(v, tuple) else v)
                                                     for k, v in win.items()},
                                            "k": k, "candidates": len(table),
