@@ -7,8 +7,8 @@ cross-validated score, and moves on, sweeping the settings until the budget is s
 sweep changes nothing. Every candidate is scored by :func:`gapcalc.tuning.cross_validate`
 on the training frames only: one descriptor pass per candidate, after which the noise
 levels σ_E, σ_F, σ_V and the kernel scales δ (and δ_2b) are chosen from the per-fold QR
-triangles at almost no cost (the fast CV; the representation and ζ change the design rows
-and need a new pass). The search runs with ``n_sparse_search`` sparse points per species
+triangles at almost no cost (the fast CV, visited by coordinate descent; the representation
+and ζ change the design rows and need a new pass). The search runs with ``n_sparse_search`` sparse points per species
 (cheap); the winner is then refitted with ``n_sparse``.
 
 Deterministic for a given ``seed`` and a given set of completed candidates: with a time
@@ -39,8 +39,10 @@ SPACE = {
 }
 
 #: regularisation grid searched inside every candidate (from the triangles)
-INNER = {"sigma_energy": [0.001, 0.002, 0.005], "sigma_force": [0.03, 0.06, 0.1, 0.2],
-         "sigma_virial": [0.05, 0.2], "delta": [0.5, 1.0, 2.0], "delta_2b": [0.1, 0.5]}
+INNER = {"sigma_energy": [0.0005, 0.001, 0.002, 0.005, 0.01],
+         "sigma_force": [0.01, 0.02, 0.04, 0.07, 0.1, 0.2],
+         "sigma_virial": [0.02, 0.05, 0.1, 0.2], "delta": [0.25, 0.5, 1.0, 2.0, 4.0],
+         "delta_2b": [0.1, 0.3, 1.0]}
 
 
 def _scaling(v):
@@ -129,7 +131,8 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
             grid["delta_2b"] = inner["delta_2b"]
         sc = "energy" if score == "energy" else "force"
         try:
-            cv = cross_validate(model, frames, k=k, seed=seed, score=sc, refit=False, **grid)
+            cv = cross_validate(model, frames, k=k, seed=seed, score=sc, refit=False,
+                                search="coordinate", **grid)
         except (ValueError, np.linalg.LinAlgError) as exc:
             log.warning("tune: %s failed (%s)", _label(c), exc)
             evaluated[kk] = None

@@ -35,7 +35,8 @@ def _scaled_U(model, deltas):
 
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
-                   delta=None, delta_2b=None, score="force", seed=0, refit=True):
+                   delta=None, delta_2b=None, score="force", seed=0, refit=True,
+                   search="grid", sweeps=2):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
@@ -43,6 +44,10 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     (eV/atom), force RMSE (eV/Å), stress RMSE (eV/Å³)), ``best`` (the row with the
     lowest ``score`` ∈ {"force", "energy", "stress"}) and, with ``refit``, ``model``: a
     fitted copy of ``model`` at the best point (solved from the same triangles).
+
+    ``search="coordinate"`` visits the grid by coordinate descent instead of in full
+    (start at the middle value of every list, then, one parameter at a time, move to its
+    best value; at most ``sweeps`` sweeps): ~Σ len(list) solves instead of Π len(list).
     """
     m = _clone(model)
     frames, targets, idx, _ = m._prepare(frames)
@@ -71,7 +76,12 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
     results = []
-    for values in itertools.product(*(grid[n] for n in names)):
+    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse"}[score]
+    seen = {}
+
+    def evaluate(values):
+        if values in seen:
+            return seen[values]
         p = dict(zip(names, values))
         scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
         U = _scaled_U(m, term_deltas(p))
@@ -89,8 +99,31 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         for t, key in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
             row[key] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
         results.append(row)
+        seen[values] = row
         log.info("cv %s", row)
-    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse"}[score]
+        return row
+
+    if search == "grid":
+        for values in itertools.product(*(grid[n] for n in names)):
+            evaluate(values)
+    elif search == "coordinate":
+        def val(row):
+            return np.inf if row[key] is None else row[key]
+        current = [grid[n][len(grid[n]) // 2] for n in names]
+        best_row = evaluate(tuple(current))
+        for _ in range(int(sweeps)):
+            moved = False
+            for i, n in enumerate(names):
+                for v in grid[n]:
+                    cand = list(current)
+                    cand[i] = v
+                    row = evaluate(tuple(cand))
+                    if val(row) < val(best_row):
+                        best_row, current, moved = row, cand, True
+            if not moved:
+                break
+    else:
+        raise ValueError(f"search must be 'grid' or 'coordinate', got {search!r}")
     valid = [r for r in results if r[key] is not None]
     if not valid:
         raise ValueError(f"no held-out {score} data to score on")
