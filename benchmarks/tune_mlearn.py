@@ -81,6 +81,8 @@ def main(argv=None):
     ap.add_argument("--n-sparse", type=int, default=1000)
     ap.add_argument("--n-sparse-search", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--score", default="both", choices=["force", "energy", "both"],
+                    help="CV score: both = F RMSE/F₀ + E RMSE/E₀ (relative to the first candidate)")
     ap.add_argument("--published-force", type=float, default=None, help="meV/Å")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -90,7 +92,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = tune(train, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
                seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
-               search_frames=a.search_frames, curve_sizes=(0.25, 0.5, 1.0))
+               search_frames=a.search_frames, curve_sizes=(0.25, 0.5, 1.0), score=a.score)
     t_tune = time.perf_counter() - t0
     print(format_tune_table(res))
     tuned = res["model"]

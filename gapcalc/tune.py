@@ -129,7 +129,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         grid = {n: inner[n] for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
         if c["two_body"]:
             grid["delta_2b"] = inner["delta_2b"]
-        sc = "energy" if score == "energy" else "force"
+        sc = score
         try:
             cv = cross_validate(model, frames, k=k, seed=seed, score=sc, refit=False,
                                 search="coordinate", **grid)

@@ -42,7 +42,8 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
     ``results`` (one row per grid point: the parameters and held-out energy RMSE
     (eV/atom), force RMSE (eV/Å), stress RMSE (eV/Å³)), ``best`` (the row with the
-    lowest ``score`` ∈ {"force", "energy", "stress"}) and, with ``refit``, ``model``: a
+    lowest ``score`` ∈ {"force", "energy", "stress", "both"}; "both" is the sum of the force and
+    energy RMSEs relative to those of the first grid point) and, with ``refit``, ``model``: a
     fitted copy of ``model`` at the best point (solved from the same triangles).
 
     ``search="coordinate"`` visits the grid by coordinate descent instead of in full
@@ -76,8 +77,10 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
     results = []
-    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse"}[score]
+    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
+           "both": "score"}[score]
     seen = {}
+    first = {}
 
     def evaluate(values):
         if values in seen:
@@ -98,6 +101,13 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         row = dict(p)
         for t, key in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
             row[key] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
+        if score == "both" and row["force_rmse"] is not None and row["energy_rmse"]:
+            if not first:
+                first.update(force=row["force_rmse"], energy=row["energy_rmse"])
+            row["score"] = (row["force_rmse"] / first["force"]
+                            + row["energy_rmse"] / first["energy"])
+        elif score == "both":
+            row["score"] = None
         results.append(row)
         seen[values] = row
         log.info("cv %s", row)

@@ -44,3 +44,11 @@ def test_cli_tune(cu_frames, tmp_path, capsys):
     assert "best:" in text and "learning curve" in text
     model = load(out).model
     assert model.training_summary_["tune"]["candidates"] == 2
+
+
+def test_tune_score_both(cu_frames):
+    res = tune(cu_frames[:8], k=3, n_sparse=20, n_sparse_search=15, start=START,
+               space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), score="both")
+    rows = res["table"]
+    assert len(rows) == 2 and abs(rows[0]["score"] - 2.0) < 1e-12
+    assert res["best_row"]["score"] == min(r["score"] for r in rows)
