@@ -1,4 +1,4 @@
-"""The ``gapcalc`` command: fit, eval, info, cv, curve, md, demo (and learn)."""
+"""The ``gapcalc`` command: fit, eval, info, cv, curve, tune, md, demo (and learn)."""
 from __future__ import annotations
 
 import argparse
@@ -85,6 +85,75 @@ def _model_args(p):
     q.add_argument("--rnd-seed", default=None, help="gap_fit's rnd_seed")
     q.add_argument("--gap-fit-args", default=None,
                    help="any further gap_fit key=value arguments, as one string")
+    _representation_args(g)
+
+
+# -- representation options (issue 15): multi-scale SOAP, radial scaling, feature selection
+_SOAP_KEYS = {"cutoff": float, "cutoff_width": float, "n_max": int, "l_max": int,
+              "atom_sigma": float, "r0": float, "m": float, "c": float, "zeta": float,
+              "delta": float, "n_sparse": int, "n_features": float}
+
+
+def _representation_args(g):
+    g.add_argument("--soap", action="append", default=None, metavar="'key=value ...'",
+                   help="a SOAP term (repeat for a multi-scale model), e.g. "
+                        "--soap 'cutoff=3 n_max=6 l_max=4 delta=0.2' --soap 'cutoff=5.5'; keys: "
+                        + ", ".join(_SOAP_KEYS) + " (r0, m, c: radial scaling); unset keys "
+                        "take the single-term options")
+    g.add_argument("--radial-scaling", default=None, metavar="'r0=2 m=4 c=1'",
+                   help="scale the neighbour density by u(r) = c/(c + (r/r0)^m)")
+    g.add_argument("--n-features", type=float, default=None,
+                   help="keep this many power-spectrum components (or a fraction < 1)")
+    g.add_argument("--feature-method", default="cur", choices=["cur", "fps"])
+
+
+def _keyvals(text, what):
+    out = {}
+    for item in text.replace(",", " ").split():
+        if "=" not in item:
+            raise SystemExit(f"{what}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k not in _SOAP_KEYS:
+            raise SystemExit(f"{what}: unknown key {k!r} (known: {', '.join(_SOAP_KEYS)})")
+        try:
+            out[k] = _SOAP_KEYS[k](v)
+        except ValueError:
+            raise SystemExit(f"{what}: bad value for {k}: {v!r}") from None
+    return out
+
+
+def _scaling(kv):
+    if "r0" not in kv and "m" not in kv:
+        return None
+    return {"type": "inverse_power", "r0": kv.get("r0", 2.0), "m": kv.get("m", 4.0),
+            "c": kv.get("c", 1.0)}
+
+
+def _n_feat(x):
+    return None if x is None else (x if 0 < x < 1 else int(x))
+
+
+def _soap_terms_from_args(a, species):
+    """(descriptor(s), zeta, delta, n_sparse, n_features) from the command line."""
+    from .descriptors import SOAP
+    base = {"cutoff": a.cutoff, "cutoff_width": a.cutoff_width, "n_max": a.n_max,
+            "l_max": a.l_max, "atom_sigma": a.atom_sigma,
+            "radial_basis": getattr(a, "radial_basis", None) or "gto"}
+    scal = _scaling(_keyvals(a.radial_scaling, "--radial-scaling")) if a.radial_scaling else None
+    if not a.soap:
+        return (SOAP(species, radial_scaling=scal, **base), a.zeta, a.delta, a.n_sparse,
+                _n_feat(a.n_features))
+    descs, zetas, deltas, sparse, feats = [], [], [], [], []
+    for text in a.soap:
+        kv = _keyvals(text, "--soap")
+        opts = {k: kv.get(k, v) for k, v in base.items()}
+        descs.append(SOAP(species, radial_scaling=_scaling(kv) or scal, **opts))
+        zetas.append(kv.get("zeta", a.zeta))
+        deltas.append(kv.get("delta", a.delta))
+        sparse.append(kv.get("n_sparse", a.n_sparse))
+        feats.append(_n_feat(kv.get("n_features", a.n_features)))
+    return descs, zetas, deltas, sparse, feats
 
 
 def _gap_fit_model(a, species):
@@ -144,22 +213,26 @@ def _client(a):
 
 
 def _model_from_args(a, frames=None, species=None):
-    from .descriptors import SOAP
     from .gpr import SparseGPR
     if species is None:
         species = np.unique(np.concatenate([at.numbers for at in frames]))
     if getattr(a, "gap", None):
-        return _gap_fit_model(a, np.asarray(species).tolist())
-    desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
-                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width,
-                radial_basis=a.radial_basis or "gto")
+        if getattr(a, "soap", None) or getattr(a, "radial_scaling", None):
+            raise SystemExit("gapcalc fit: --soap / --radial-scaling cannot be combined with "
+                             "--gap (the gap_fit recipe defines the descriptors)")
+        model = _gap_fit_model(a, np.asarray(species).tolist())
+        model.n_features = _n_feat(getattr(a, "n_features", None))
+        model.feature_method = getattr(a, "feature_method", "cur")
+        return model
+    desc, zeta, delta, n_sparse, n_features = _soap_terms_from_args(a, species)
     e0 = a.e0
     if e0 not in ("average", "lstsq", "isolated"):
         try:
             e0 = float(e0)
         except ValueError:
             e0 = json.loads(e0)
-    return SparseGPR(desc, zeta=a.zeta, delta=a.delta, n_sparse=a.n_sparse,
+    return SparseGPR(desc, zeta=zeta, delta=delta, n_sparse=n_sparse,
+                     n_features=n_features, feature_method=a.feature_method,
                      sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
                      sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
                      two_body=a.two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,
@@ -189,6 +262,24 @@ def cmd_fit(a):
         table = error_table(model, _read(a.valid))
         print("validation errors:")
         print(format_table(table))
+
+
+def cmd_tune(a):
+    """gapcalc tune: hyper-parameters by k-fold CV on the training set (gapcalc/tune.py)."""
+    from .metrics import error_table, format_table
+    from .tune import format_tune_table, tune
+    frames = _read(a.train)
+    valid = _read(a.valid) if a.valid else None
+    res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
+               seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
+               score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames)
+    print(format_tune_table(res))
+    res["model"].save(a.output)
+    print(f"best: {res['best_row']['label']}")
+    print(f"model written to {a.output}")
+    if valid is not None:
+        print("validation errors:")
+        print(format_table(error_table(res["model"], valid)))
 
 
 def cmd_eval(a):
@@ -493,6 +584,23 @@ def build_parser():
     le.add_argument("--plot", help="uncertainty/oracle-call plot PNG (needs matplotlib)")
     le.add_argument("-o", "--output", default="otf_run", help="run folder")
     le.set_defaults(func=cmd_learn)
+
+    t = sub.add_parser("tune", help="choose hyper-parameters by k-fold CV, fit and write the model")
+    t.add_argument("train")
+    t.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    t.add_argument("--valid", help="validation extxyz: learning curve and final errors")
+    t.add_argument("--budget", type=float, default=None, help="search time (s)")
+    t.add_argument("--max-candidates", type=int, default=None)
+    t.add_argument("--folds", type=int, default=4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--score", default="force", choices=["force", "energy", "both"])
+    t.add_argument("--n-sparse", type=int, default=1000, help="sparse points of the final fit")
+    t.add_argument("--n-sparse-search", type=int, default=300,
+                   help="sparse points per species during the search")
+    t.add_argument("--search-frames", type=int, default=None,
+                   help="search on a seeded subset of this many training frames")
+    t.add_argument("--e0", default="average")
+    t.set_defaults(func=cmd_tune)
 
     d = sub.add_parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
     d.add_argument("--frames", type=int, default=40)
