@@ -170,7 +170,7 @@ def worker_gap_fit(dataset: str, variant: str, workdir: Path,
             "command": " ".join(cmd)}
 
 
-def make_gapcalc_model(variant: str, n_sparse: int, species):
+def make_gapcalc_model(variant: str, n_sparse: int, species, radial_basis: str = "gto"):
     from gapcalc import SparseGPR
     from gapcalc.descriptors import SOAP as GSOAP
     kw = {}
@@ -179,17 +179,28 @@ def make_gapcalc_model(variant: str, n_sparse: int, species):
         # δ² f_c f_c' exp(-(r-r')²/2θ²) (a linear model on Gaussian pair features)
         kw = dict(two_body="distance", delta_2b=TWO_BODY["delta"], theta_2b=TWO_BODY["theta"],
                   n_sparse_2b=TWO_BODY["n_sparse"])
-    return SparseGPR(descriptor=GSOAP(species=species, **SOAP), zeta=ZETA, delta=DELTA,
+    return SparseGPR(descriptor=GSOAP(species=species, radial_basis=radial_basis, **SOAP),
+                     zeta=ZETA, delta=DELTA,
                      n_sparse=n_sparse, sparse_method="cur", sigma_energy=SIGMAS[0],
                      sigma_force=SIGMAS[1], sigma_virial=SIGMAS[2], e0="average", **kw)
 
 
-def worker_gapcalc(dataset: str, variant: str, workdir: Path) -> dict:
+def worker_gapcalc(dataset: str, variant: str, workdir: Path, radial_basis: str = "gto",
+                   recipe: bool = False) -> dict:
     train_path, _ = dataset_files(dataset, workdir.parent)
     workdir.mkdir(parents=True, exist_ok=True)
     frames = read_frames(train_path)
     species = sorted({int(z) for a in frames for z in a.numbers})
-    model = make_gapcalc_model(variant, N_SPARSE[dataset], species)
+    if recipe:
+        # the very gap_fit command line gap_fit runs, read by gapcalc's gap_fit argument
+        # parser (gapcalc.gapfit_args): same descriptors, kernels, sparsification, sigmas,
+        # e0, sparse_jitter and rnd_seed
+        from gapcalc import SparseGPR
+        cmd = gap_fit_command(train_path, variant, N_SPARSE[dataset], "gap.xml")
+        model = SparseGPR.from_gap_fit(cmd[1:], species=species, radial_basis=radial_basis)
+        (workdir / "recipe.txt").write_text(" ".join(cmd[1:]) + "\n")
+    else:
+        model = make_gapcalc_model(variant, N_SPARSE[dataset], species, radial_basis)
     c0, t0 = time.process_time(), time.perf_counter()
     model.fit(frames)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
@@ -198,10 +209,12 @@ def worker_gapcalc(dataset: str, variant: str, workdir: Path) -> dict:
     if not path.exists():  # save() may add its own suffix
         cands = sorted(workdir.glob("model*"))
         path = cands[0] if cands else path
-    return {"code": "gapcalc", "dataset": dataset, "variant": variant, "fit_cpu_s": cpu,
+    return {"code": "gapcalc", "radial_basis": radial_basis, "dataset": dataset,
+            "variant": variant, "fit_cpu_s": cpu,
             "fit_wall_s": wall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "model": str(path), "training_summary": getattr(model, "training_summary_", None),
+            "model": str(path), "recipe": recipe,
+            "training_summary": getattr(model, "training_summary_", None),
             "M": int(model.M_)}
 
 
@@ -244,10 +257,13 @@ def worker_evaluate(code: str, model_path: str, dataset: str, workdir: Path) -> 
 
 def run_worker(opts) -> None:
     workdir = Path(opts.workdir)
+    if opts.n_sparse:
+        N_SPARSE.update({k: opts.n_sparse for k in N_SPARSE})
     if opts.worker == "gap_fit":
         res = worker_gap_fit(opts.dataset, opts.variant, workdir, opts.quip_radial_basis)
     elif opts.worker == "gapcalc":
-        res = worker_gapcalc(opts.dataset, opts.variant, workdir)
+        res = worker_gapcalc(opts.dataset, opts.variant, workdir, opts.radial_basis,
+                             opts.recipe)
     else:  # evaluate
         res = worker_evaluate(opts.code, opts.model, opts.dataset, workdir)
     Path(opts.result).write_text(json.dumps(res, indent=1))
@@ -276,7 +292,10 @@ def spawn(args: list[str], result: Path, timeout: float) -> dict | None:
 
 def measure(dataset, variant, code, opts) -> dict | None:
     base = Path(opts.workdir)
-    wd = base / f"{dataset}_{variant}_{code}"
+    basis = opts.radial_basis if code == "gapcalc" else "gto"
+    wd = base / (f"{dataset}_{variant}_{code}" + (f"_{basis}" if basis != "gto" else "")
+                 + (f"_M{opts.n_sparse}" if opts.n_sparse else "")
+                 + ("_recipe" if opts.recipe and code == "gapcalc" else ""))
     wd.mkdir(parents=True, exist_ok=True)
     fit_json, eval_json = wd / "fit.json", wd / "eval.json"
     if opts.reuse and fit_json.exists():
@@ -287,6 +306,10 @@ def measure(dataset, variant, code, opts) -> dict | None:
             f.unlink(missing_ok=True)
         extra = (["--quip-radial-basis", opts.quip_radial_basis]
                  if code == "gap_fit" and opts.quip_radial_basis else [])
+        if code == "gapcalc":
+            extra = ["--radial-basis", opts.radial_basis] + (["--recipe"] if opts.recipe else [])
+        if opts.n_sparse:
+            extra += ["--n-sparse", str(opts.n_sparse)]
         fit = spawn(["--worker", code, "--dataset", dataset, "--variant", variant,
                      "--workdir", str(wd), *extra], fit_json, opts.timeout)
     if fit is None:
@@ -314,7 +337,10 @@ def table(dataset: str, rows: dict) -> str:
              "|---|---|" + "---|" * len(COLUMNS)]
     for variant, by_code in rows.items():
         for code, r in by_code.items():
-            lines.append(f"| {variant} | {code} | "
+            label = code
+            if code == "gapcalc" and r and r.get("radial_basis", "gto") != "gto":
+                label = f"gapcalc ({r['radial_basis']} basis)"
+            lines.append(f"| {variant} | {label} | "
                          + " | ".join(_fmt(r.get(k) if r else None, nd) for k, _, nd in COLUMNS)
                          + " |")
         a, b = by_code.get("gapcalc"), by_code.get("gap_fit")
@@ -334,8 +360,12 @@ def run_driver(opts) -> None:
     variants = opts.variants.split(",")
     codes = opts.codes.split(",")
     Path(opts.workdir).mkdir(parents=True, exist_ok=True)
+    if opts.n_sparse:
+        N_SPARSE.update({k: opts.n_sparse for k in N_SPARSE})
     results: dict = {"hypers": {"soap": SOAP, "zeta": ZETA, "delta": DELTA, "sigmas": SIGMAS,
-                                "two_body": TWO_BODY, "n_sparse": N_SPARSE},
+                                "two_body": TWO_BODY, "n_sparse": N_SPARSE,
+                                "gapcalc_radial_basis": opts.radial_basis,
+                                "recipe": opts.recipe},
                      "python": sys.version.split()[0], "results": {}}
     out = []
     for ds in datasets:
@@ -363,6 +393,17 @@ def parse_args(argv=None):
     p.add_argument("--quip-radial-basis", default=None,
                    help="radial_basis= for gap_fit's SOAP (e.g. GTO, POLY; default: QUIP's "
                         "own default, equispaced Gaussians)")
+    p.add_argument("--radial-basis", default="gto", choices=["gto", "quip", "quip_gto"],
+                   help="gapcalc's SOAP radial basis (default: gto, gapcalc's own)")
+    p.add_argument("--quip-basis", dest="radial_basis", action="store_const", const="quip",
+                   help="gapcalc with QUIP's default SOAP basis (= --radial-basis quip): the "
+                        "same descriptor as gap_fit's default")
+    p.add_argument("--recipe", action="store_true",
+                   help="build gapcalc's model from gap_fit's own command line through "
+                        "gapcalc's gap_fit argument parser (SparseGPR.from_gap_fit)")
+    p.add_argument("--n-sparse", type=int, default=None,
+                   help="SOAP sparse points per species for both codes (default: 1000 si, "
+                        "500 cu): a smaller, same-recipe comparison")
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished fits/evaluations found in --workdir")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per subprocess")

@@ -18,13 +18,18 @@ from .calculator import GAPCalculator  # noqa: E402
 
 def load_model_file(path):
     """A model from a file (no calculator): a :class:`SparseGPR` when the file holds the
-    posterior, else a :class:`Potential`."""
+    posterior, else a :class:`Potential`; a gap_fit XML file (``.xml``) is imported as a
+    :class:`Potential` (see :mod:`gapcalc.gap_xml`)."""
+    from .gap_xml import is_gap_xml, load_gap_xml
+    if is_gap_xml(path):
+        return load_gap_xml(path)
     from .io import load_model
     return load_model(path)
 
 
 def load(name_or_path, **calc_kwargs):
-    """A :class:`GAPCalculator` from a model file, or a shipped potential by name ("Cu", "Si", ...)."""
+    """A :class:`GAPCalculator` from a model file (gapcalc ``.npz`` or gap_fit ``.xml``), or a
+    shipped potential by name ("Cu", "Si", ...)."""
     from .potentials import resolve
     return GAPCalculator(load_model_file(resolve(name_or_path)), **calc_kwargs)
 

@@ -62,7 +62,29 @@ def _model_args(p):
     g.add_argument("--virial-key", default="virial")
     g.add_argument("--stress-key", default="stress")
     g.add_argument("--config-type-sigma", default=None,
-                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\'')
+                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\', or '
+                        "gap_fit's 'liquid:0.003:0.15:0.1:0'")
+    g.add_argument("--radial-basis", default=None, choices=["gto", "quip", "quip_gto"],
+                   help="SOAP radial basis: gto (gapcalc's, default), quip (QUIP/GAP's "
+                        "default EQUISPACED_GAUSS), quip_gto (QUIP's GTO); with --gap the "
+                        "default is QUIP's, as gap_fit")
+    q = p.add_argument_group("gap_fit recipes (README: 'gap_fit recipes'); with --gap the "
+                             "descriptor, kernel and sparsification options above come from it")
+    q.add_argument("--gap", default=None,
+                   help="gap_fit's gap= value, e.g. \"soap cutoff=5 n_max=8 l_max=6 atom_sigma=0.5 "
+                        "zeta=4 delta=1 n_sparse=1000 sparse_method=cur_points : distance_2b "
+                        "cutoff=5 delta=1 theta_uniform=1 n_sparse=20\"")
+    q.add_argument("--default-sigma", default=None,
+                   help="gap_fit's default_sigma: 'energy force virial hessian'")
+    q.add_argument("--e0-method", default=None, choices=["isolated", "average"],
+                   help="gap_fit's e0_method (with --gap; default isolated, as gap_fit)")
+    q.add_argument("--energy-parameter-name", default=None)
+    q.add_argument("--force-parameter-name", default=None)
+    q.add_argument("--virial-parameter-name", default=None)
+    q.add_argument("--sparse-jitter", default=None, help="gap_fit's sparse_jitter")
+    q.add_argument("--rnd-seed", default=None, help="gap_fit's rnd_seed")
+    q.add_argument("--gap-fit-args", default=None,
+                   help="any further gap_fit key=value arguments, as one string")
     _representation_args(g)
 
 
@@ -116,7 +138,8 @@ def _soap_terms_from_args(a, species):
     """(descriptor(s), zeta, delta, n_sparse, n_features) from the command line."""
     from .descriptors import SOAP
     base = {"cutoff": a.cutoff, "cutoff_width": a.cutoff_width, "n_max": a.n_max,
-            "l_max": a.l_max, "atom_sigma": a.atom_sigma}
+            "l_max": a.l_max, "atom_sigma": a.atom_sigma,
+            "radial_basis": getattr(a, "radial_basis", None) or "gto"}
     scal = _scaling(_keyvals(a.radial_scaling, "--radial-scaling")) if a.radial_scaling else None
     if not a.soap:
         return (SOAP(species, radial_scaling=scal, **base), a.zeta, a.delta, a.n_sparse,
@@ -133,10 +156,68 @@ def _soap_terms_from_args(a, species):
     return descs, zetas, deltas, sparse, feats
 
 
-def _model_from_args(a, frames):
-    from .descriptors import SOAP
+def _gap_fit_model(a, species):
+    """SparseGPR from --gap and the other gap_fit-style options (gapfit_args)."""
+    from .gapfit_args import GapFitArgumentError, gap_fit_kwargs, parse_command_line
     from .gpr import SparseGPR
-    species = np.unique(np.concatenate([at.numbers for at in frames]))
+    keys = parse_command_line(a.gap_fit_args) if a.gap_fit_args else {}
+    keys["gap"] = a.gap
+    for opt in ("default_sigma", "e0_method", "energy_parameter_name", "force_parameter_name",
+                "virial_parameter_name", "sparse_jitter", "rnd_seed"):
+        if getattr(a, opt) is not None:
+            keys[opt] = getattr(a, opt)
+    if a.config_type_sigma and not a.config_type_sigma.lstrip().startswith(("{\"", "{'")):
+        keys["config_type_sigma"] = a.config_type_sigma
+    e0_json = a.e0.lstrip().startswith("{")
+    if a.e0 != "average" and not e0_json and "e0_method" not in keys:   # explicit --e0
+        keys["e0"] = a.e0
+    try:
+        kw = gap_fit_kwargs(keys, species=species, radial_basis=a.radial_basis)
+    except GapFitArgumentError as exc:
+        raise SystemExit(f"gapcalc fit: {exc}") from None
+    if a.config_type_sigma and "config_type_sigma" not in keys:
+        kw["config_type_sigma"] = json.loads(a.config_type_sigma)
+    if e0_json and "e0_method" not in keys:
+        kw["e0"] = json.loads(a.e0)
+    return SparseGPR(**kw)
+
+
+class UsageError(Exception):
+    """A command-line request that cannot be carried out (message for the user)."""
+
+
+def _dask_args(p):
+    g = p.add_argument_group("parallel fitting (Dask; pip install 'gapcalc[dask]')")
+    g.add_argument("--workers", type=int, default=None,
+                   help="run on a local Dask cluster of this many processes (1 thread each)")
+    g.add_argument("--scheduler", default=None,
+                   help="run on an existing Dask cluster: tcp://host:port or a scheduler file")
+    g.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per task (default: from the data, ~max(16 M, 16384) rows)")
+
+
+def _parallel(a) -> bool:
+    return bool(getattr(a, "workers", None) or getattr(a, "scheduler", None))
+
+
+def _client(a):
+    """Dask client for --workers / --scheduler (clear error when Dask is missing)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("--workers/--scheduler need Dask: pip install 'gapcalc[dask]'") from None
+    from .distributed import connect
+    if not a.verbose:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    return connect(workers=a.workers, scheduler=a.scheduler)
+
+
+def _model_from_args(a, frames=None, species=None):
+    from .gpr import SparseGPR
+    if species is None:
+        species = np.unique(np.concatenate([at.numbers for at in frames]))
+    if getattr(a, "gap", None):
+        return _gap_fit_model(a, np.asarray(species).tolist())
     desc, zeta, delta, n_sparse, n_features = _soap_terms_from_args(a, species)
     e0 = a.e0
     if e0 not in ("average", "lstsq", "isolated"):
@@ -157,12 +238,18 @@ def _model_from_args(a, frames):
 
 def cmd_fit(a):
     from .metrics import error_table, format_table
-    frames = _read(a.train)
-    model = _model_from_args(a, frames)
     t0 = time.perf_counter()
-    model.fit(frames)
-    log.info("fitted %d frames in %.1f s (M = %d)", len(frames), time.perf_counter() - t0,
-             model.M_)
+    if _parallel(a):
+        from .distributed import species
+        with _client(a) as client:
+            model = _model_from_args(a, species=species(a.train, client))
+            model.fit(a.train, client=client, chunk_frames=a.chunk_frames)
+    else:
+        frames = [at for path in a.train for at in _read(path)]
+        model = _model_from_args(a, frames)
+        model.fit(frames)
+    log.info("fitted %d frames in %.1f s (M = %d)", model.training_summary_["n_frames"],
+             time.perf_counter() - t0, model.M_)
     model.save(a.output)
     print(f"model written to {a.output}")
     if a.valid:
@@ -226,6 +313,11 @@ def _parity_plot(pred, path):
 
 
 def cmd_info(a):
+    from .gap_xml import describe, is_gap_xml, load_gap_xml
+    if is_gap_xml(a.model):
+        print(f"{a.model}: gap_fit model file (imported as a gapcalc Potential)")
+        print(json.dumps(describe(load_gap_xml(a.model)), indent=2, ensure_ascii=False))
+        return
     from .io import read_npz
     header, arrays = read_npz(a.model)
     header.pop("checksums", None)
@@ -233,14 +325,29 @@ def cmd_info(a):
     print(json.dumps(header, indent=2, sort_keys=True))
 
 
+def cmd_convert(a):
+    """gap_fit XML → native model file (no XML or sparseX files needed afterwards)."""
+    from .gap_xml import load_gap_xml
+    pot = load_gap_xml(a.model, label=a.label)
+    pot.save(a.output)
+    print(f"{a.model} -> {a.output}: {pot!r}, cutoff {pot.cutoff:g} Å")
+
+
 def cmd_cv(a):
     from .tuning import cross_validate
-    frames = _read(a.train)
-    model = _model_from_args(a, frames)
-    cv = cross_validate(model, frames, k=a.folds, sigma_energy=_floats(a.grid_sigma_energy),
-                        sigma_force=_floats(a.grid_sigma_force),
-                        sigma_virial=_floats(a.grid_sigma_virial), delta=_floats(a.grid_delta),
-                        score=a.score, refit=bool(a.output))
+    grid = dict(k=a.folds, sigma_energy=_floats(a.grid_sigma_energy),
+                sigma_force=_floats(a.grid_sigma_force),
+                sigma_virial=_floats(a.grid_sigma_virial), delta=_floats(a.grid_delta),
+                score=a.score, refit=bool(a.output))
+    if _parallel(a):
+        from .distributed import species
+        with _client(a) as client:
+            model = _model_from_args(a, species=species(a.train, client))
+            cv = cross_validate(model, a.train, client=client, chunk_frames=a.chunk_frames,
+                                **grid)
+    else:
+        frames = _read(a.train)
+        cv = cross_validate(_model_from_args(a, frames), frames, **grid)
     print(f"{'σ_E':>8}{'σ_F':>8}{'σ_V':>8}{'δ':>8}{'E RMSE':>12}{'F RMSE':>10}{'S RMSE':>10}")
     for r in cv["results"]:
         mark = "  <- best" if r is cv["best"] else ""
@@ -260,7 +367,11 @@ def cmd_curve(a):
     frames = _read(a.train)
     model = _model_from_args(a, frames)
     sizes = [int(x) for x in a.sizes.split(",")]
-    curve = learning_curve(model, frames, _read(a.valid), sizes)
+    if _parallel(a):
+        with _client(a) as client:
+            curve = learning_curve(model, frames, _read(a.valid), sizes, client=client)
+    else:
+        curve = learning_curve(model, frames, _read(a.valid), sizes)
     print(f"{'n_train':>8}{'E RMSE meV/at':>15}{'F RMSE eV/Å':>13}")
     for r in curve:
         print(f"{r['n_train']:>8}{r['energy_rmse'] * 1e3:>15.3f}{r['force_rmse']:>13.4f}")
@@ -383,10 +494,11 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="fit a model to an extended-XYZ training set")
-    f.add_argument("train")
+    f.add_argument("train", nargs="+", help="extxyz file(s)")
     f.add_argument("-o", "--output", required=True, help="model file (.npz)")
     f.add_argument("--valid", help="validation extxyz, errors printed after fitting")
     _model_args(f)
+    _dask_args(f)
     f.set_defaults(func=cmd_fit)
 
     e = sub.add_parser("eval", help="errors of a model on a test set")
@@ -396,9 +508,15 @@ def build_parser():
     e.add_argument("--plot", help="parity plot PNG (needs matplotlib)")
     e.set_defaults(func=cmd_eval)
 
-    i = sub.add_parser("info", help="print a model file's header")
+    i = sub.add_parser("info", help="print a model file's header (or describe a gap_fit XML)")
     i.add_argument("model")
     i.set_defaults(func=cmd_info)
+
+    cv = sub.add_parser("convert", help="convert a gap_fit XML model to a gapcalc model file")
+    cv.add_argument("model", help="gap_fit XML file (its sparseX files beside it)")
+    cv.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    cv.add_argument("--label", default=None, help="GAP_params label (default: the file's)")
+    cv.set_defaults(func=cmd_convert)
 
     c = sub.add_parser("cv", help="k-fold cross-validation over σ and δ")
     c.add_argument("train")
@@ -410,6 +528,7 @@ def build_parser():
     c.add_argument("--score", default="force", choices=["force", "energy", "stress"])
     c.add_argument("-o", "--output", help="write the best model here")
     _model_args(c)
+    _dask_args(c)
     c.set_defaults(func=cmd_cv)
 
     lc = sub.add_parser("curve", help="learning curve: validation error vs training size")
@@ -418,6 +537,7 @@ def build_parser():
     lc.add_argument("--sizes", required=True, help="e.g. 10,20,50,100")
     lc.add_argument("--json", action="store_true")
     _model_args(lc)
+    _dask_args(lc)
     lc.set_defaults(func=cmd_curve)
 
     m = sub.add_parser("md", help="molecular dynamics with a model")
@@ -493,7 +613,7 @@ def main(argv=None):
     from .targets import FrameError
     try:
         args.func(args)
-    except (FrameError, ModelFileError, FileNotFoundError) as exc:
+    except (FrameError, ModelFileError, FileNotFoundError, UsageError) as exc:
         log.error("%s", exc)
         return 2
     return 0

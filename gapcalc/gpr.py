@@ -33,6 +33,71 @@ from .targets import FrameError, TargetKeys, check_atoms, read_targets
 
 log = logging.getLogger(__name__)
 
+
+class CandidatePool:
+    """Sparse-point candidates: a uniform reservoir sample of environments per (term, species).
+
+    items[t][s] = (keys (n,), draw (n,), P (n, D_t)): each environment's random key, the
+    position of that key in the random stream (so the drawing order is known whatever
+    the merge order), and its features. At most ``cap`` smallest keys are kept, so the
+    pool of any set of frames equals the merge of the pools of its parts
+    (:meth:`merge`), which is how the Dask fit reproduces the serial sparse points.
+    """
+
+    def __init__(self, n_features, n_species, cap, first_draw=0):
+        self.cap = int(cap)
+        self.items = [[(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, d)))
+                       for _ in range(n_species)] for d in n_features]
+        self.next_draw = int(first_draw)
+        self.complete = True      # False once a part was thinned (candidates_per_chunk)
+
+    def offer(self, ti, s, keys, P):
+        """Add environments P (n, D) with their keys (n,), drawn next in the stream."""
+        k0, o0, P0 = self.items[ti][s]
+        order = np.arange(self.next_draw, self.next_draw + len(keys))
+        self.next_draw += len(keys)
+        self.items[ti][s] = self._cap(np.concatenate([k0, keys]), np.concatenate([o0, order]),
+                                      np.vstack([P0, P]))
+
+    def _cap(self, keys, order, P):
+        if len(keys) > self.cap:   # uniform reservoir: keep the smallest keys
+            keep = np.argpartition(keys, self.cap)[:self.cap]
+            keys, order, P = keys[keep], order[keep], P[keep]
+        return keys, order, P
+
+    def merge(self, other):
+        """This pool followed by ``other`` (in place; returns self)."""
+        for ti, row in enumerate(other.items):
+            for s, (k1, o1, P1) in enumerate(row):
+                k0, o0, P0 = self.items[ti][s]
+                self.items[ti][s] = self._cap(np.concatenate([k0, k1]),
+                                              np.concatenate([o0, o1]), np.vstack([P0, P1]))
+        self.next_draw = max(self.next_draw, other.next_draw)
+        self.complete = self.complete and other.complete
+        return self
+
+    def thin(self, per_species, method, seed):
+        """Keep at most ``per_species`` candidates per (term, species), chosen by ``method``.
+
+        Reduces what a Dask task sends back; the pool is then no longer the complete
+        uniform sample, so the sparse points may differ from the serial fit's."""
+        from .sparsify import select
+        for ti, row in enumerate(self.items):
+            for s, (keys, order, P) in enumerate(row):
+                if len(keys) <= per_species:
+                    continue
+                srt = np.argsort(keys)
+                keys, order, P = keys[srt], order[srt], P[srt]
+                idx = select(P, int(per_species), method, seed=seed + s)
+                self.items[ti][s] = (keys[idx], order[idx], P[idx])
+                self.complete = False
+        return self
+
+    @property
+    def size(self) -> int:
+        return sum(len(k) for row in self.items for k, _, _ in row)
+
+
 @dataclass
 class _Evaluated:
     """Descriptor data of one structure for one term."""
@@ -59,6 +124,21 @@ def _force_prior(kernel, p, spec, g, n):
         same = spec[c][:, None] == spec[c][None, :]
         out[j] = kernel.force_prior(p[c], g.values[rows], same)
     return out
+
+
+def _as_frames(frames):
+    """Frames as given, or read from an extxyz path / a list of paths."""
+    from pathlib import Path
+    if isinstance(frames, (str, Path)):
+        frames = [frames]
+    frames = list(frames)
+    if frames and all(isinstance(f, (str, Path)) for f in frames):
+        from ase.io import read
+        out = []
+        for path in frames:
+            out.extend(read(str(path), ":"))
+        return out
+    return frames
 
 
 def _describe(term, atoms, nl):
@@ -152,6 +232,18 @@ class SparseGPR:
         return d
 
     @classmethod
+    def from_gap_fit(cls, args=None, *, species=None, radial_basis=None, **keys) -> "SparseGPR":
+        """An unfitted model from a gap_fit recipe (see :mod:`gapcalc.gapfit_args`).
+
+        ``args``: a gap_fit command line, or None; gap_fit keys as keywords, e.g.
+        ``SparseGPR.from_gap_fit(gap="soap cutoff=5 n_max=8 l_max=6 atom_sigma=0.5 zeta=4
+        delta=1 n_sparse=1000 sparse_method=cur_points", default_sigma="0.002 0.1 0.1 0",
+        e0_method="average", species=["Si"])``. Unknown keys and keys gapcalc cannot
+        honour raise :class:`~gapcalc.gapfit_args.GapFitArgumentError`."""
+        from .gapfit_args import gap_fit_kwargs
+        return cls(**gap_fit_kwargs(args, species=species, radial_basis=radial_basis, **keys))
+
+    @classmethod
     def from_params(cls, d: dict) -> "SparseGPR":
         d = dict(d)
         if isinstance(d.get("descriptor"), list):
@@ -179,27 +271,50 @@ class SparseGPR:
                                         self.config_type_sigma))
         return targets
 
-    def fit(self, frames, progress_every: float = 10.0):
-        """Learn the model from a list of ase.Atoms carrying energies/forces/virials."""
+    def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
+            candidates_per_chunk=None):
+        """Learn the model from a list of ase.Atoms carrying energies/forces/virials.
+
+        ``frames`` may also be an extxyz path (or a list of paths). With a Dask
+        ``client`` (:mod:`gapcalc.distributed`) the fit runs on the cluster: workers read
+        their own frame ranges, and only the (M+1)² triangles travel back; the model equals
+        the serial fit (same sparse points, α to rounding). ``chunk_frames`` sets the
+        frames per task (default: from the data, never from the number of workers);
+        ``candidates_per_chunk`` caps the sparse-point candidates each task sends (None:
+        the complete pool, which reproduces the serial sparse points exactly).
+        """
+        if client is not None:
+            from .distributed import fit_distributed
+            return fit_distributed(self, frames, client, chunk_frames=chunk_frames,
+                                   candidates_per_chunk=candidates_per_chunk,
+                                   progress_every=progress_every)
         t_start = time.perf_counter()
-        frames, targets, fit_idx, isolated = self._prepare(frames)
+        frames, targets, fit_idx, isolated = self._prepare(_as_frames(frames))
         # pass 2: stream the design rows
         acc = self._accumulate(frames, targets, fit_idx, progress_every=progress_every)
         triangles = [acc[t].triangle() for t in ("energy", "force", "virial")]
+        self._finish_fit(triangles, {t: acc[t].n_rows for t in acc}, n_frames=len(fit_idx),
+                         n_isolated=len(isolated),
+                         n_atoms=int(sum(len(frames[k]) for k in fit_idx)),
+                         config_types={targets[k].config_type for k in fit_idx},
+                         t_start=t_start)
+        return self
+
+    def _finish_fit(self, triangles, counts, n_frames, n_isolated, n_atoms, config_types,
+                    t_start):
+        """Solve from the per-type triangles and write the training summary."""
         alpha, self.R_ = solve_regularised(triangles, self.U_)
         self._set_alpha(alpha)
         self.triangles_ = np.stack(triangles)
-        counts = {t: acc[t].n_rows for t in acc}
         self.training_summary_ = {
-            "n_frames": len(fit_idx), "n_isolated_atoms": len(isolated),
-            "n_atoms": int(sum(len(frames[k]) for k in fit_idx)),
+            "n_frames": n_frames, "n_isolated_atoms": n_isolated,
+            "n_atoms": n_atoms,
             "rows": counts, "n_sparse": self._sparse_summary(),
-            "config_types": sorted({targets[k].config_type for k in fit_idx}),
+            "config_types": sorted(config_types),
             "fit_seconds": round(time.perf_counter() - t_start, 3),
         }
-        log.info("fit done: %d frames, %s rows, M=%d, %.1f s", len(fit_idx), counts, self.M_,
+        log.info("fit done: %d frames, %s rows, M=%d, %.1f s", n_frames, counts, self.M_,
                  self.training_summary_["fit_seconds"])
-        return self
 
     @property
     def M_(self) -> int:
@@ -278,6 +393,25 @@ class SparseGPR:
         return terms
 
     def _fit_e0(self, frames, targets, isolated, species):
+        iso = set(isolated)
+        rest = [k for k in range(len(frames)) if k not in iso]
+        iso_energy = {}
+        for k in isolated:
+            iso_energy[frames[k].get_chemical_symbols()[0]] = targets[k].energy
+        energy = np.array([targets[k].energy for k in rest], dtype=float)
+        n_atoms = np.array([len(frames[k]) for k in rest])
+        comp = (np.array([[np.sum(frames[k].numbers == z) for z in species.numbers]
+                          for k in rest], dtype=float)
+                if self.e0 == "lstsq" else None)
+        return self._e0_from_summary(energy, n_atoms, comp, iso_energy, species)
+
+    def _e0_from_summary(self, energy, n_atoms, comp, iso_energy, species):
+        """e0 per species from per-frame totals of the non-isolated frames.
+
+        energy, n_atoms : (n,) total energy (eV) and atom count of each frame;
+        comp : (n, n_species) atom counts per species (needed for "lstsq" only);
+        iso_energy : {symbol: eV} of the isolated-atom frames (last one wins).
+        """
         syms = species.symbols
         e0 = self.e0
         if isinstance(e0, dict):
@@ -290,23 +424,18 @@ class SparseGPR:
             return out
         if isinstance(e0, (int, float)) and not isinstance(e0, bool):
             return {s: float(e0) for s in syms}
-        rest = [k for k in range(len(frames)) if k not in set(isolated)]
         if e0 == "isolated":
-            out = {}
-            for k in isolated:
-                out[frames[k].get_chemical_symbols()[0]] = targets[k].energy
+            out = dict(iso_energy)
             missing = [s for s in syms if s not in out]
             if missing:
                 raise ValueError(f"e0='isolated' but no isolated-atom frame for {missing}")
             return out
         if e0 == "average":
-            per_atom = [targets[k].energy / len(frames[k]) for k in rest]
+            per_atom = np.asarray(energy, dtype=float) / np.asarray(n_atoms)
             return {s: float(np.mean(per_atom)) for s in syms}
         if e0 == "lstsq":
-            comp = np.array([[np.sum(frames[k].numbers == z) for z in species.numbers]
-                             for k in rest], dtype=float)
-            energies = np.array([targets[k].energy for k in rest])
-            sol, *_ = np.linalg.lstsq(comp, energies, rcond=None)
+            sol, *_ = np.linalg.lstsq(np.asarray(comp, dtype=float),
+                                      np.asarray(energy, dtype=float), rcond=None)
             return {s: float(v) for s, v in zip(syms, sol)}
         raise ValueError(f"unknown e0 {e0!r}: use 'average', 'lstsq', 'isolated', a number "
                          "or a {symbol: eV} dict")
@@ -352,36 +481,48 @@ class SparseGPR:
 
     def _choose_sparse(self, frames, fit_idx):
         rng = np.random.default_rng(self.seed)
-        n_soap = self.n_soap_terms_
-        S = len(self.species_)
-        cand = [[(np.zeros(0), np.zeros((0, t.descriptor.n_features))) for _ in range(S)]
-                for t in self.terms_]
-        cap = int(self.max_candidates)
+        cand = self._empty_candidates()
         for k in fit_idx:
-            at = frames[k]
             try:
-                nl = self._neighbors(at)
-                for ti, term in enumerate(self.terms_):
-                    ev = _describe(term, at, nl)
-                    for s in range(S):
-                        rows = np.flatnonzero(ev.env.spec == s)
-                        if not len(rows):
-                            continue
-                        keys, P = cand[ti][s]
-                        keys = np.concatenate([keys, rng.random(len(rows))])
-                        P = np.vstack([P, ev.p[rows]])
-                        if len(keys) > cap:   # uniform reservoir: keep the smallest keys
-                            keep = np.argpartition(keys, cap)[:cap]
-                            keys, P = keys[keep], P[keep]
-                        cand[ti][s] = (keys, P)
+                self._add_candidates(cand, frames[k], rng)
             except FrameError:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
+        self._select_sparse(cand, rng)
+
+    def _empty_candidates(self, first_draw=0):
+        """An empty :class:`CandidatePool` for this model's terms and species."""
+        return CandidatePool([t.descriptor.n_features for t in self.terms_],
+                             len(self.species_), int(self.max_candidates), first_draw)
+
+    def _add_candidates(self, cand, atoms, rng):
+        """Offer every environment of one frame to the pool ``cand`` (in place).
+
+        Each environment gets a uniform random key drawn from ``rng``, term by term and
+        species by species (one draw per atom and term); per (term, species) the
+        ``max_candidates`` smallest keys are kept — a uniform sample, the same whichever
+        way the frames are split and merged (:meth:`CandidatePool.merge`).
+        """
+        nl = self._neighbors(atoms)
+        for ti, term in enumerate(self.terms_):
+            ev = _describe(term, atoms, nl)
+            for s in range(len(self.species_)):
+                rows = np.flatnonzero(ev.env.spec == s)
+                if len(rows):
+                    cand.offer(ti, s, rng.random(len(rows)), ev.p[rows])
+
+    def _select_sparse(self, cand, rng):
+        """Sparse points of every term from the candidate reservoir (sets ``terms_``).
+
+        ``rng`` must have made every reservoir draw already (it then picks the subset for
+        the 2-body length scale)."""
+        S = len(self.species_)
+        n_soap = self.n_soap_terms_
         for ti, term in enumerate(self.terms_):
             Xs, Ss = [], []
             for s, sym in enumerate(self.species_.symbols):
-                keys, P = cand[ti][s]
+                keys, _, P = cand.items[ti][s]
                 if not len(P):
                     continue
                 P = P[np.argsort(keys)]   # deterministic order
@@ -408,7 +549,9 @@ class SparseGPR:
                 raise ValueError(f"no sparse points for term {term.descriptor.name}")
             X = np.vstack(Xs)
             if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:
-                allP = np.vstack([cand[ti][s][1] for s in range(S) if len(cand[ti][s][1])])
+                # the candidates in the order they were drawn (as the serial stream)
+                parts = [cand.items[ti][s] for s in range(S) if len(cand.items[ti][s][0])]
+                allP = np.vstack([P[np.argsort(o, kind="stable")] for _, o, P in parts])
                 sub = allP[rng.choice(len(allP), min(len(allP), 2000), replace=False)]
                 d = np.sqrt(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1))
                 term.kernel.theta = float(np.median(d[np.triu_indices(len(sub), 1)]) or 1.0)
@@ -562,46 +705,53 @@ class SparseGPR:
         last = t0
         n_rows = 0
         for count, k in enumerate(indices, 1):
-            at, tg = frames[k], targets[k]
-            n = len(at)
-            e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
+            acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
             try:
-                E, F, V = self.design_rows(at, forces=tg.forces is not None,
-                                           virial=tg.virial is not None)
+                n_rows += self._add_frame_rows(acc, frames[k], targets[k], evaluation)
             except FrameError:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
-            acc = accs if folds is None else accs.setdefault(int(folds[k]), new())
-            ey = tg.energy - e0
-            acc["energy"].add(E[None] / tg.sigma_energy, [ey / tg.sigma_energy])
-            if evaluation:
-                acc["eval_energy"].add(E[None] / n, [ey / n])
-            n_rows += 1
-            if F is not None:
-                use = slice(None) if tg.force_mask is None else tg.force_mask
-                Fr = F[use].reshape(-1, M)
-                fy = tg.forces[use].ravel()
-                acc["force"].add(Fr / tg.sigma_force, fy / tg.sigma_force)
-                if evaluation:
-                    acc["eval_force"].add(Fr, fy)
-                n_rows += len(fy)
-            if V is not None:
-                # the 6 independent components (as gap_fit): a symmetric virial's
-                # off-diagonal entries must not count twice
-                Vr = V[_VOIGT_A, _VOIGT_B]
-                vy = tg.virial[_VOIGT_A, _VOIGT_B]
-                acc["virial"].add(Vr / tg.sigma_virial, vy / tg.sigma_virial)
-                if evaluation:
-                    vol = at.get_volume()
-                    acc["eval_virial"].add(Vr / vol, vy / vol)
-                n_rows += 6
             now = time.perf_counter()
             if now - last > progress_every or count == len(indices):
                 log.info("design rows: %d/%d frames, %d rows, %.1f s", count, len(indices),
                          n_rows, now - t0)
                 last = now
         return accs
+
+    def _add_frame_rows(self, acc, at, tg, evaluation=False):
+        """Fold the whitened design rows of one frame into ``acc`` ({type: StreamingQR}).
+
+        Returns the number of rows added. ValueError for data the descriptors reject."""
+        M = self.M_
+        e0 = sum(self.e0_[s] for s in at.get_chemical_symbols())
+        E, F, V = self.design_rows(at, forces=tg.forces is not None,
+                                   virial=tg.virial is not None)
+        n = len(at)
+        ey = tg.energy - e0
+        acc["energy"].add(E[None] / tg.sigma_energy, [ey / tg.sigma_energy])
+        if evaluation:
+            acc["eval_energy"].add(E[None] / n, [ey / n])
+        n_rows = 1
+        if F is not None:
+            use = slice(None) if tg.force_mask is None else tg.force_mask
+            Fr = F[use].reshape(-1, M)
+            fy = tg.forces[use].ravel()
+            acc["force"].add(Fr / tg.sigma_force, fy / tg.sigma_force)
+            if evaluation:
+                acc["eval_force"].add(Fr, fy)
+            n_rows += len(fy)
+        if V is not None:
+            # the 6 independent components (as gap_fit): a symmetric virial's
+            # off-diagonal entries must not count twice
+            Vr = V[_VOIGT_A, _VOIGT_B]
+            vy = tg.virial[_VOIGT_A, _VOIGT_B]
+            acc["virial"].add(Vr / tg.sigma_virial, vy / tg.sigma_virial)
+            if evaluation:
+                vol = at.get_volume()
+                acc["eval_virial"].add(Vr / vol, vy / vol)
+            n_rows += 6
+        return n_rows
 
     def _prepare(self, frames):
         """Validate, fit e0, build terms and sparse points and K_MM: everything before rows."""
@@ -625,19 +775,25 @@ class SparseGPR:
         return frames, targets, fit_idx, isolated
 
     # ------------------------------------------------------------------ incremental
-    def update(self, frames, new_sparse=None, progress_every=60.0):
+    def update(self, frames, new_sparse=None, progress_every=60.0, client=None,
+               chunk_frames=None):
         """Add training frames (and sparse points) to a fitted model without revisiting old data.
 
         New rows are folded into the kept per-target QR triangles (cost O(rows · M²),
         independent of how much data the model has seen). ``new_sparse`` — a list of
         (term index, X (k, D), species indices (k,)) candidates, most important first —
         extends the sparse set (see :meth:`extend_sparse`). Returns the number of
-        sparse points added.
+        sparse points added. ``frames`` may be extxyz path(s); with a Dask ``client`` the
+        rows of a large batch are made on the cluster (:mod:`gapcalc.distributed`).
         """
         self._check_fitted()
         if getattr(self, "triangles_", None) is None:
             raise RuntimeError("this model was saved without its training state; refit it")
-        frames = list(frames)
+        if client is not None:
+            from .distributed import update_distributed
+            return update_distributed(self, frames, client, new_sparse=new_sparse,
+                                      chunk_frames=chunk_frames, progress_every=progress_every)
+        frames = list(_as_frames(frames))
         start = int(self.training_summary_.get("n_frames", 0))
         targets = []
         for k, at in enumerate(frames):
@@ -646,6 +802,12 @@ class SparseGPR:
                                         self.config_type_sigma))
         added = self.extend_sparse(new_sparse) if new_sparse else 0
         acc = self._accumulate(frames, targets, range(len(frames)), progress_every=progress_every)
+        self._finish_update(acc, len(frames), sum(len(a) for a in frames))
+        return added
+
+    def _finish_update(self, acc, n_frames, n_atoms):
+        """Fold the kept triangles into the new rows' accumulators ({type: StreamingQR}),
+        solve, and update the training summary."""
         triangles = []
         for t, T in zip(("energy", "force", "virial"), self.triangles_):
             a = acc[t]
@@ -655,14 +817,13 @@ class SparseGPR:
         self._set_alpha(alpha)
         self.triangles_ = np.stack(triangles)
         summ = self.training_summary_
-        summ["n_frames"] = start + len(frames)
-        summ["n_atoms"] = int(summ.get("n_atoms", 0) + sum(len(a) for a in frames))
+        summ["n_frames"] = int(summ.get("n_frames", 0)) + int(n_frames)
+        summ["n_atoms"] = int(summ.get("n_atoms", 0) + n_atoms)
         rows = summ.setdefault("rows", {})
         for t in ("energy", "force", "virial"):
             rows[t] = int(rows.get(t, 0) + acc[t].n_rows)
         summ["n_sparse"] = self._sparse_summary()
         summ["incremental_updates"] = int(summ.get("incremental_updates", 0)) + 1
-        return added
 
     def extend_sparse(self, candidates, min_residual=1e-6):
         """Append sparse points; old data see them through the old sparse set.

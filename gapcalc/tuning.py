@@ -35,8 +35,8 @@ def _scaled_U(model, deltas):
 
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
-                   delta=None, delta_2b=None, score="force", seed=0, refit=True,
-                   search="grid", sweeps=2):
+                   delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
+                   chunk_frames=None, search="grid", sweeps=2):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
@@ -49,17 +49,29 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     ``search="coordinate"`` visits the grid by coordinate descent instead of in full
     (start at the middle value of every list, then, one parameter at a time, move to its
     best value; at most ``sweeps`` sweeps): ~Σ len(list) solves instead of Π len(list).
+    With a Dask ``client`` (:mod:`gapcalc.distributed`) the fold triangles are made on
+    the cluster (``frames`` may then be extxyz paths) and the (grid point, fold) solves
+    run in parallel; the scores equal the serial ones to rounding.
     """
     m = _clone(model)
-    frames, targets, idx, _ = m._prepare(frames)
-    if len(idx) < k:
-        raise ValueError(f"{len(idx)} frames cannot make {k} folds")
-    rng = np.random.default_rng(seed)
-    folds = np.full(len(frames), -1)
-    folds[rng.permutation(idx)] = np.arange(len(idx)) % k
-    accs = m._accumulate(frames, targets, idx, folds=folds, evaluation=True)
-    tri = {f: {t: a.triangle() for t, a in accs[f].items()} for f in accs}
-    nrows = {f: {t: a.n_rows for t, a in accs[f].items()} for f in accs}
+
+    def folds_of(idx, n_frames):
+        if len(idx) < k:
+            raise ValueError(f"{len(idx)} frames cannot make {k} folds")
+        rng = np.random.default_rng(seed)
+        folds = np.full(n_frames, -1)
+        folds[rng.permutation(idx)] = np.arange(len(idx)) % k
+        return folds
+
+    if client is None:
+        frames, targets, idx, _ = m._prepare(frames)
+        folds = folds_of(idx, len(frames))
+        accs = m._accumulate(frames, targets, idx, folds=folds, evaluation=True)
+        tri = {f: {t: a.triangle() for t, a in accs[f].items()} for f in accs}
+        nrows = {f: {t: a.n_rows for t, a in accs[f].items()} for f in accs}
+    else:
+        from .distributed import fold_triangles
+        tri, nrows, idx = fold_triangles(m, frames, client, folds_of, chunk_frames)
     base = {"sigma_energy": m.sigma_energy, "sigma_force": m.sigma_force,
             "sigma_virial": m.sigma_virial}
     grid = {"sigma_energy": sigma_energy or [m.sigma_energy],
@@ -81,23 +93,39 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
            "both": "score"}[score]
     seen = {}
     first = {}
+    precomputed = {}
+
+    def point(values):
+        p = dict(zip(names, values))
+        scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
+        return p, scales, _scaled_U(m, term_deltas(p))
+
+    if client is not None and search == "grid":   # every (point, fold) solve in parallel
+        from .distributed import map_ordered
+        allv = list(itertools.product(*(grid[n] for n in names)))
+        jobs = [(sc, U, f) for v in allv for _, sc, U in [point(v)] for f in tri]
+        errs_all = map_ordered(client, _fold_errors, jobs, tri, nrows)
+        for i, v in enumerate(allv):
+            precomputed[v] = errs_all[i * len(tri):(i + 1) * len(tri)]
 
     def evaluate(values):
         if values in seen:
             return seen[values]
-        p = dict(zip(names, values))
-        scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
-        U = _scaled_U(m, term_deltas(p))
+        p, scales, U = point(values)
+        if values in precomputed:
+            errs = precomputed[values]
+        elif client is not None:
+            from .distributed import map_ordered
+            errs = map_ordered(client, _fold_errors, [(scales, U, f) for f in tri], tri, nrows)
+        else:
+            errs = [_fold_errors((scales, U, f), tri, nrows) for f in tri]
         sq = {t: 0.0 for t in TYPES}
         cnt = {t: 0 for t in TYPES}
-        for f in tri:
-            train = [np.vstack([tri[g][t] for g in tri if g != f]) for t in TYPES]
-            beta, _ = solve_regularised(train, U, scales)
-            v = np.append(beta, -1.0)
+        for fold_sq, fold_cnt in errs:
             for t in TYPES:
-                if nrows[f][f"eval_{t}"]:
-                    sq[t] += float(np.sum((tri[f][f"eval_{t}"] @ v) ** 2))
-                    cnt[t] += nrows[f][f"eval_{t}"]
+                if fold_cnt[t]:
+                    sq[t] += fold_sq[t]
+                    cnt[t] += fold_cnt[t]
         row = dict(p)
         for t, key in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
             row[key] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
@@ -172,19 +200,48 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     return out
 
 
-def learning_curve(model, train_frames, valid_frames, sizes, seed=0):
+def _fold_errors(job, tri, nrows):
+    """Held-out squared errors of one fold at one grid point: ({type: Σ err²}, {type: n}).
+
+    job = (scales, U, f): σ scales per type, regulariser factor, the held-out fold."""
+    scales, U, f = job
+    train = [np.vstack([tri[g][t] for g in tri if g != f]) for t in TYPES]
+    beta, _ = solve_regularised(train, U, scales)
+    v = np.append(beta, -1.0)
+    sq = {t: 0.0 for t in TYPES}
+    cnt = {t: 0 for t in TYPES}
+    for t in TYPES:
+        if nrows[f][f"eval_{t}"]:
+            sq[t] = float(np.sum((tri[f][f"eval_{t}"] @ v) ** 2))
+            cnt[t] = nrows[f][f"eval_{t}"]
+    return sq, cnt
+
+
+def _curve_point(frames, model, valid_frames):
+    from .metrics import error_table
+    m = _clone(model).fit(frames)
+    return {"n_train": len(frames), **error_table(m, valid_frames)["overall"]}
+
+
+def learning_curve(model, train_frames, valid_frames, sizes, seed=0, client=None):
     """Validation errors of models fitted on growing random subsets of the training set.
 
-    Returns a list of {"n_train": n, **error_table(...)["overall"]}.
+    Returns a list of {"n_train": n, **error_table(...)["overall"]}. With a Dask
+    ``client`` the sizes are fitted in parallel, one worker each.
     """
-    from .metrics import error_table
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_frames))
-    out = []
-    for n in sizes:
-        n = int(min(n, len(train_frames)))
-        m = _clone(model).fit([train_frames[i] for i in order[:n]])
-        row = {"n_train": n, **error_table(m, valid_frames)["overall"]}
+    subsets = [[train_frames[i] for i in order[:int(min(n, len(train_frames)))]]
+               for n in sizes]
+    if client is None:
+        out = []
+        for sub in subsets:
+            row = _curve_point(sub, model, valid_frames)
+            log.info("learning curve %s", row)
+            out.append(row)
+        return out
+    from .distributed import map_ordered
+    out = map_ordered(client, _curve_point, subsets, model, list(valid_frames))
+    for row in out:
         log.info("learning curve %s", row)
-        out.append(row)
     return out

@@ -37,8 +37,8 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..neighbors import neighbor_list
-from .radial import (_hermite, radial_integral, radial_integral_ln, radial_scaling_spec,
-                     radial_table, scale_table, transposed_table)
+from .radial import (QUIP_BASES, RADIAL_BASES, _hermite, radial_integral, radial_integral_ln,
+                     radial_scaling_spec, radial_table, scale_table, transposed_table)
 from .spherical import (harmonics_block, harmonics_contract_block, normalisation,
                         project_gradient, real_spherical_harmonics)
 from .species import SpeciesMap
@@ -147,7 +147,9 @@ def _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, with_deriv
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_max, ci):
     """ci (S, n_max, L2): c^s_nlm = w_c δ_{s,si} I_n0(0) Y_00 + Σ_{k∈s} G[l·n_max+n, k] Y[lm, k]
-    (Eq. 8), one contiguous dot product over the species' slots per coefficient."""
+    (Eq. 8), one contiguous dot product over the species' slots per coefficient.
+    si < 0 puts the centre term into every species channel (QUIP's
+    central_reference_all_species)."""
     for s in range(n_species):
         k0 = sstart[s]
         k1 = sstart[s + 1]
@@ -161,8 +163,10 @@ def _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max, l_
                         acc += Yr[k] * Gr[k]
                     ci[s, n, lm] = acc
     y00 = 0.5 / math.sqrt(math.pi)
-    for n in range(n_max):
-        ci[si, n, 0] += centre_weight * centre[n] * y00
+    for s in range(n_species):
+        if si < 0 or s == si:
+            for n in range(n_max):
+                ci[s, n, 0] += centre_weight * centre[n] * y00
 
 
 @njit(cache=True, nogil=True)
@@ -237,11 +241,12 @@ def _expand_adjoint(mix, n_max, Gc_ch, Gc):
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
             norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, keep_c, with_p, n_chunks,
-            mix, compress):
+            mix, compress, centre_all):
     """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`.
 
     With ``compress`` the species channels are projected by mix (d_J, S) before the
-    spectrum and the kept c has d_J channels."""
+    spectrum and the kept c has d_J channels; ``centre_all``: the centre term goes into
+    every species channel."""
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
     lp = l_max + 1
@@ -268,15 +273,16 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
             _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, g, g, False)
             harmonics_block(ns, geo[2], geo[3], geo[4], l_max, norm, Y, Q, C, S)
+            centre_spec = -1 if centre_all else spec[i]
             if compress:
-                _density_block(spec[i], n_species, sstart, G, Y, centre, centre_weight, n_max,
-                               l_max, buf)
+                _density_block(centre_spec, n_species, sstart, G, Y, centre, centre_weight,
+                               n_max, l_max, buf)
                 ci = c[i] if keep_c else cbuf
                 _compress_channels(mix, buf, ci)
             else:
                 ci = c[i] if keep_c else buf
-                _density_block(spec[i], n_species, sstart, G, Y, centre, centre_weight, n_max,
-                               l_max, ci)
+                _density_block(centre_spec, n_species, sstart, G, Y, centre, centre_weight,
+                               n_max, l_max, ci)
             if with_p:
                 nrm = math.sqrt(_spectrum_from_coefficients(
                     ci.reshape((n_ch * n_max, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i]))
@@ -297,36 +303,39 @@ def _mix_args(mix):
 
 
 def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
-              norm, centre_weight, mix=None):
+              norm, centre_weight, mix=None, centre_all=False):
     """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²) (Eq. 8).
 
     first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
     spec : (n_atoms,) species index of every atom.  h, values_ln, derivs_ln : radial table in
     the flat (n_grid, (l_max+1)·n_max) layout of :func:`.radial.transposed_table`.
-    centre : (n_max,) I_n0(0), weighted by centre_weight for the atom itself.
+    centre : (n_max,) I_n0(0), weighted by centre_weight for the atom itself (in its own
+    species channel, or in every channel when ``centre_all``).
     mix : optional (d_J, n_species) alchemical compression (Eq. 23); c then has d_J channels.
     """
     e = np.empty(0, dtype=np.int64)
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, e, e, e, np.empty(0), False, True, False,
-                   work_chunks(len(first) - 1), *_mix_args(mix))[0]
+                   work_chunks(len(first) - 1), *_mix_args(mix), centre_all)[0]
 
 
 def expansion_spectrum(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
-                       l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, mix=None):
+                       l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, mix=None,
+                       centre_all=False):
     """(c, p, |p|) in one pass: :func:`expansion` and the power spectrum of each centre
     while its coefficients are in cache (p normalised when ``normalize``)."""
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, True, True,
-                   work_chunks(len(first) - 1), *_mix_args(mix))
+                   work_chunks(len(first) - 1), *_mix_args(mix), centre_all)
 
 
 def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
-                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, mix=None):
+                   l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, mix=None,
+                   centre_all=False):
     """Features only: (p, |p|) without allocating the (n_atoms, S, n_max, L2) expansion."""
     _, p, pnorm = _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln,
                           centre, l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
-                          False, True, work_chunks(len(first) - 1), *_mix_args(mix))
+                          False, True, work_chunks(len(first) - 1), *_mix_args(mix), centre_all)
     return p, pnorm
 
 
@@ -925,31 +934,74 @@ class SOAP:
     species : atomic numbers or symbols of every element that may appear.
     cutoff : r_c (Å).  n_max : radial functions.  l_max : max angular momentum.
     atom_sigma : Gaussian width σ of the smeared density (Å).
-    cutoff_width : width of the cosine switch below r_c (Å).
-    radial_basis : "gto".  normalize : unit-length spectrum (default True).
-    centre_weight : weight of the central atom in its own density (gap_fit: 1).
+    cutoff_width : width of the cosine switch below r_c (Å) (QUIP: cutoff_transition_width).
+    radial_basis : "gto" (default; gapcalc's own), "quip" (QUIP/GAP's default basis,
+        EQUISPACED_GAUSS) or "quip_gto" (QUIP's radial_basis=GTO). With a QUIP basis and
+        the "quip" layout, :meth:`compute` equals quippy's ``Descriptor("soap ...")``.
+    normalize : unit-length spectrum (default True; alias ``normalise``).
+    centre_weight : weight of the central atom in its own density (gap_fit: 1; alias
+        ``central_weight``).
+    central_reference_all_species : put the centre's Gaussian into every species channel
+        (QUIP's rule; default True for one neighbour species, else False: its own channel).
+    covariance_sigma0 : constant appended as the last feature after normalisation (QUIP);
+        only with the "quip" layout.
+    basis_error_exponent : ε of QUIP's bases, extent R_b = r_c + σ√(2 ε ln 10) (default 10).
+    layout : "gapcalc" (species-sorted channel pairs, the default for "gto") or "quip"
+        (QUIP's order: channels I = (species, n) in ``species_Z`` order, pairs J ≤ I, l
+        fastest, plus the covariance_sigma0 element; the default for the QUIP bases).
+    species_Z : neighbour species channels of the "quip" layout, in order (default:
+        ``species`` in the order given). Neighbours of other species are ignored.
+    Z : centre species (default: every atom is a centre). Only :meth:`compute` filters by
+        it (its rows are the centres in atom order, as quippy's); models select centres by
+        species themselves.
+    l_factor : weight each l by (2l+1)^{-1/2} (default); False reproduces gap_fit files
+        older than gap_version 1423143769, which lack it.
     radial_scaling : None, or u(r) scaling every neighbour's density (seed Eq. 22),
         ``{"type": "inverse_power", "r0": Å, "m": m, "c": c}``: u = c/(c + (r/r0)^m).
     compression : None, or a (d_J, n_species) matrix u_Jα projecting the species channels
         of c on d_J "elemental features" (alchemical compression, seed Eq. 23); features
         then count ∝ d_J² instead of n_species². See :func:`learn_compression`.
+        "gapcalc" layout only.
     features : None (all), or the indices of the power-spectrum components to keep (into
         the full feature list of this descriptor: feature selection, seed §IV; see
         :meth:`select_features`). Only those are computed, normalised and differentiated.
+        "gapcalc" layout only.
     """
 
     name = "soap"
+    # defaults for subclasses that set their attributes themselves (PairDistance)
+    layout = "gapcalc"
+    Z = None
+    central_reference_all_species = False
+    covariance_sigma0 = 0.0
+    l_factor = True
     _mix = None        # (d_J, S) compression, None = species channels as they are
+    selected = None
+    radial_scaling = None
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
-                 radial_scaling=None, compression=None, features=None):
+                 central_reference_all_species=None, covariance_sigma0=0.0,
+                 basis_error_exponent=10.0, layout=None, species_Z=None, Z=None, *,
+                 normalise=None, central_weight=None, l_factor=True, radial_scaling=None,
+                 compression=None, features=None):
+        if normalise is not None:
+            normalize = normalise
+        if central_weight is not None:
+            centre_weight = central_weight
+        given = [SpeciesMap([z]).numbers[0] for z in np.atleast_1d(species).tolist()] \
+            if not isinstance(species, SpeciesMap) else species.numbers.tolist()
         self.species = SpeciesMap(species)
         check_cutoff(cutoff, cutoff_width)
         if int(n_max) < 1 or not 0 <= int(l_max) <= 100:
             raise ValueError(f"need n_max >= 1 and 0 <= l_max <= 100, got {n_max}, {l_max}")
         if not atom_sigma > 0:
             raise ValueError(f"atom_sigma must be > 0, got {atom_sigma}")
+        if radial_basis not in RADIAL_BASES:
+            raise ValueError(f"unknown radial_basis {radial_basis!r}; available: "
+                             f"{', '.join(RADIAL_BASES)}")
+        if not basis_error_exponent > 0:
+            raise ValueError(f"basis_error_exponent must be > 0, got {basis_error_exponent}")
         self.cutoff = float(cutoff)
         self.n_max = int(n_max)
         self.l_max = int(l_max)
@@ -958,12 +1010,42 @@ class SOAP:
         self.radial_basis = radial_basis
         self.normalize = bool(normalize)
         self.centre_weight = float(centre_weight)
+        self.basis_error_exponent = float(basis_error_exponent)
+        if layout is None:
+            layout = "quip" if radial_basis in QUIP_BASES else "gapcalc"
+        if layout not in ("gapcalc", "quip"):
+            raise ValueError(f"layout must be 'gapcalc' or 'quip', got {layout!r}")
+        self.layout = layout
+        if species_Z is None:
+            species_Z = list(dict.fromkeys(int(z) for z in given))
+        else:
+            species_Z = [int(SpeciesMap([z]).numbers[0]) for z in np.atleast_1d(species_Z)]
+            if len(set(species_Z)) != len(species_Z):
+                raise ValueError(f"species_Z has repeated elements: {species_Z}")
+            missing = [z for z in species_Z if z not in self.species.numbers]
+            if missing:
+                raise ValueError(f"species_Z {missing} not in species {self.species.symbols}")
+            if layout != "quip" and sorted(species_Z) != self.species.numbers.tolist():
+                raise ValueError("species_Z (a subset or order of species) needs layout='quip'")
+        self.species_Z = species_Z
+        if central_reference_all_species is None:
+            central_reference_all_species = len(species_Z) == 1
+        self.central_reference_all_species = bool(central_reference_all_species)
+        self.covariance_sigma0 = float(covariance_sigma0)
+        if self.covariance_sigma0 != 0 and layout != "quip":
+            raise ValueError("covariance_sigma0 needs layout='quip'")
+        self.Z = None if Z is None else sorted(int(SpeciesMap([z]).numbers[0])
+                                               for z in np.atleast_1d(Z))
         self.radial_scaling = radial_scaling_spec(radial_scaling)
-        self._table = scale_table(radial_table(self.cutoff, self.n_max, self.l_max,
-                                               self.atom_sigma, self.cutoff_width, radial_basis),
-                                  self.radial_scaling)
+        self._table = scale_table(
+            radial_table(self.cutoff, self.n_max, self.l_max, self.atom_sigma,
+                         self.cutoff_width, radial_basis,
+                         basis_error_exponent=self.basis_error_exponent),
+            self.radial_scaling)
         self._norm = normalisation(self.l_max)
         S = len(self.species)
+        if layout == "quip" and (compression is not None or features is not None):
+            raise ValueError("compression and features need layout='gapcalc'")
         if compression is not None:
             mix = np.array(compression, dtype=np.float64)
             if mix.ndim != 2 or mix.shape[1] != S or mix.shape[0] < 1:
@@ -973,18 +1055,27 @@ class SOAP:
                 raise ValueError("compression matrix has non-finite entries")
             mix.setflags(write=False)
             self._mix = mix
-        n_ch = S if self._mix is None else self._mix.shape[0]
-        full = _feature_index(n_ch, self.n_max, self.l_max)
+        if layout == "quip":
+            channels = self.species.indices(species_Z)
+            self._features = _feature_index_quip(channels, self.n_max, self.l_max)
+        else:
+            self._features = _feature_index(self.n_channels, self.n_max, self.l_max)
+        self.l_factor = bool(l_factor)
+        if not self.l_factor:
+            # gap_fit files older than gap_version 1423143769: no (2l+1)^{-1/2} weight
+            s1, s2, n1, n2, fl, fw = self._features
+            self._features = (s1, s2, n1, n2, fl,
+                              np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
         self.selected = None
         if features is not None:
+            full = self._features
             sel = np.asarray(features, dtype=np.int64).ravel()
             if (len(sel) == 0 or sel.min() < 0 or sel.max() >= len(full[0])
                     or len(np.unique(sel)) != len(sel)):
                 raise ValueError(f"features must be distinct indices in 0..{len(full[0]) - 1}")
             sel = np.sort(sel)
             self.selected = sel
-            full = tuple(np.ascontiguousarray(a[sel]) for a in full)
-        self._features = full
+            self._features = tuple(np.ascontiguousarray(a[sel]) for a in full)
         s1, s2, n1, n2, fl, fw = self._features
         # (a1, a2, l, w): the features over flattened (species, n) rows, for the
         # per-centre kernels
@@ -1036,12 +1127,27 @@ class SOAP:
     def n_features(self) -> int:
         return int(self._features[0].shape[0])
 
+    @property
+    def _has_constant(self) -> bool:
+        """The "quip" layout ends with the covariance_sigma0 element (not normalised)."""
+        return self.layout == "quip"
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "species": self.species.numbers.tolist(),
-                "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
-                "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
-                "radial_basis": self.radial_basis, "normalize": self.normalize,
-                "centre_weight": self.centre_weight, **self._option_dict()}
+        d = {"name": self.name, "species": self.species.numbers.tolist(),
+             "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
+             "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
+             "radial_basis": self.radial_basis, "normalize": self.normalize,
+             "centre_weight": self.centre_weight,
+             "central_reference_all_species": self.central_reference_all_species,
+             "covariance_sigma0": self.covariance_sigma0,
+             "basis_error_exponent": self.basis_error_exponent, "layout": self.layout,
+             "species_Z": list(self.species_Z)}
+        if self.Z is not None:
+            d["Z"] = list(self.Z)
+        if not self.l_factor:
+            d["l_factor"] = False
+        d.update(self._option_dict())
+        return d
 
     def _option_dict(self) -> dict:
         """The optional representation settings, recorded only when set (older files,
@@ -1080,7 +1186,7 @@ class SOAP:
         h, values_ln, derivs_ln = self._table_ln
         return expansion(env.first, env.index, env.vectors, env.spec, len(self.species), h,
                          values_ln, derivs_ln, self._table[3], self.l_max, self._norm,
-                         self.centre_weight, self._mix)
+                         self.centre_weight, self._mix, self.central_reference_all_species)
 
     def features(self, env: Environment) -> np.ndarray:
         """Features of an environment without keeping the expansion (fused kernel)."""
@@ -1088,8 +1194,9 @@ class SOAP:
         p, pnorm = features_fused(env.first, env.index, env.vectors, env.spec,
                                   len(self.species), h, values_ln, derivs_ln, self._table[3],
                                   self.l_max, self._norm, self.centre_weight, *self._pairs,
-                                  self.normalize, self._mix)
+                                  self.normalize, self._mix, self.central_reference_all_species)
         self._check_norms(pnorm)
+        self._set_constant(p)
         return p
 
     def describe(self, env: Environment):
@@ -1099,8 +1206,9 @@ class SOAP:
                                          len(self.species), h, values_ln, derivs_ln,
                                          self._table[3], self.l_max, self._norm,
                                          self.centre_weight, *self._pairs, self.normalize,
-                                         self._mix)
+                                         self._mix, self.central_reference_all_species)
         self._check_norms(pnorm)
+        self._set_constant(p)
         return c, p, pnorm
 
     def spectrum(self, c):
@@ -1110,7 +1218,14 @@ class SOAP:
         self._check_norms(pnorm)
         if self.normalize:
             p /= pnorm[:, None]          # in place: no second (n_atoms × D) array
+        self._set_constant(p)
         return p, pnorm
+
+    def _set_constant(self, p):
+        """QUIP layout: the last feature is covariance_sigma0, set after normalisation
+        (the kernels give it weight 0, so it is 0 in p and in |p|)."""
+        if self._has_constant:
+            p[:, -1] = self.covariance_sigma0
 
     def _check_norms(self, pnorm):
         if self.normalize and np.any(pnorm == 0):
@@ -1131,11 +1246,23 @@ class SOAP:
             env = Environment.batch(atoms, self.cutoff, self.species)
         else:
             env = self.environment(atoms, nl)
+        if self.Z is None:
+            if not gradients:
+                return self.features(env)
+            c = self.expand(env)
+            p, pnorm = self.spectrum(c)
+            return p, self.gradients(env, c, p, pnorm, strain=strain)
+        numbers = (np.concatenate([a.numbers for a in atoms])
+                   if isinstance(atoms, (list, tuple)) else atoms.numbers)
+        rows = np.flatnonzero(np.isin(numbers, self.Z))
         if not gradients:
-            return self.features(env)
+            return self.features(env)[rows]
         c = self.expand(env)
         p, pnorm = self.spectrum(c)
-        return p, self.gradients(env, c, p, pnorm, strain=strain)
+        g = self.gradients(env, c, p, pnorm, strain=strain)
+        keep = np.isin(g.pairs[:, 0], rows)
+        return p[rows], DescriptorGradients(g.pairs[keep], g.values[keep],
+                                            None if g.strain is None else g.strain[rows])
 
     def gradients(self, env, c, p, pnorm, strain=True) -> DescriptorGradients:
         h, values, derivs, _ = self._table
@@ -1144,6 +1271,10 @@ class SOAP:
             env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
             self.l_max, self._norm, *self._features, *self._species_features, gfirst, pair_slot,
             centre_slot, self.normalize, bool(strain), self._mix_fwd)
+        if self._has_constant:          # the constant is outside the normalisation
+            grad[:, :, -1] = 0.0
+            if strain:
+                st[..., -1] = 0.0
         centres = np.repeat(np.arange(env.n_atoms), np.diff(gfirst))
         return DescriptorGradients(np.stack([centres, gindex], axis=1), grad,
                                    st if strain else None)
@@ -1151,6 +1282,9 @@ class SOAP:
     def backward(self, env, c, p, pnorm, dE_dp) -> np.ndarray:
         """Pair terms ∂ε_i/∂r_ij (n_pairs, 3) for w_i = ∂ε_i/∂p̂_i given as dE_dp (n_atoms, D)."""
         h, values_ln, derivs_ln = self._table_ln
+        if self._has_constant and self.covariance_sigma0 != 0:
+            dE_dp = np.array(dE_dp, dtype=np.float64)   # the constant has no gradient
+            dE_dp[:, -1] = 0.0
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
                               dE_dp, h, values_ln, derivs_ln, self.l_max, self._norm,
                               *self._pairs, self.normalize, len(self.species), self._mix)
@@ -1166,6 +1300,24 @@ def _species_feature_lists(features, n_species, mix=None):
         lists = [np.flatnonzero((mix[s1, s] != 0) | (mix[s2, s] != 0)) for s in range(n_species)]
     first = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
     return first, np.concatenate(lists).astype(np.int64)
+
+
+def _feature_index_quip(channels, n_max: int, l_max: int):
+    """QUIP's feature order (quip_soap.md §4): channels I = (species channels[I // n_max],
+    n = I % n_max), pairs J ≤ I, l innermost; weight √2 for I ≠ J and (2l+1)^{-1/2};
+    plus a final weight-0 feature (the covariance_sigma0 slot)."""
+    rows = []
+    K = len(channels) * n_max
+    for I in range(K):
+        for J in range(I + 1):
+            for l in range(l_max + 1):
+                fold = 1.0 if I == J else math.sqrt(2.0)
+                rows.append((channels[I // n_max], channels[J // n_max], I % n_max, J % n_max,
+                             l, fold / math.sqrt(2 * l + 1)))
+    rows.append((channels[0], channels[0], 0, 0, 0, 0.0))
+    arr = np.array(rows, dtype=np.float64)
+    ints = [np.ascontiguousarray(arr[:, k].astype(np.int64)) for k in range(5)]
+    return (*ints, np.ascontiguousarray(arr[:, 5]))
 
 
 def _feature_index(n_species: int, n_max: int, l_max: int):

@@ -88,7 +88,9 @@ class TwoBody(SOAP):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        d.pop("l_max")
+        for key in ("l_max", "central_reference_all_species", "covariance_sigma0",
+                    "basis_error_exponent", "layout", "species_Z", "Z"):
+            d.pop(key, None)
         return d
 
     def __repr__(self):

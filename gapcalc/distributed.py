@@ -1,0 +1,395 @@
+"""Fitting on many cores or machines with Dask (``pip install 'gapcalc[dask]'``).
+
+The fit is a map over chunks of consecutive frames followed by reductions
+(:mod:`gapcalc.chunks` holds the work of one chunk):
+
+1. scan — validate every frame, per-frame totals → species, e0, isolated atoms;
+2. candidates — each chunk's uniform reservoir sample of environments with the serial
+   fit's random keys; pools merged pairwise on the workers, the sparse points selected
+   from the merged pool on the client (exactly the serial choice, unless a chunk pool
+   is thinned with ``candidates_per_chunk``);
+3. rows — each chunk streams its design rows into QR triangles (at most (M+1)² numbers
+   per target type); triangles merged pairwise on the workers.
+
+Both reductions follow a fixed binary tree over the chunks in frame order (chunk 2i
+with 2i+1, and so on up), never the order in which tasks finish, and the chunks
+depend on the data only: the result is the same bits whatever the scheduling, the
+number of workers or a worker lost mid-fit (Dask recomputes its tasks). It equals the
+serial fit to rounding: identical sparse points and e0, α to ~1e-12 relative, R up
+to row signs. Workers read their own frame ranges from extxyz files (byte offsets from
+a count-line index made on the client), so the client holds per-frame totals only.
+
+Use::
+
+    from gapcalc.distributed import connect
+    with connect(workers=4) as client:               # LocalCluster, 1 thread per worker
+        model.fit("train.xyz", client=client)
+    with connect(scheduler="tcp://host:8786") as client:   # an existing cluster
+        ...
+
+Dask is imported only here (and only when this module is imported).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+
+import numpy as np
+
+from .chunks import (EVAL_TYPES, TYPES, FrameSource, auto_target_rows, candidates_chunk,
+                     full_triangle, merge_pools, merge_triangles, rows_chunk, scan_chunk,
+                     species_chunk)
+from .descriptors import SpeciesMap
+from .solver import StreamingQR
+from .targets import FrameError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'gapcalc[dask]' (or 'dask[distributed]')"
+
+#: environment of LocalCluster workers: one thread each for Numba, OpenMP and BLAS
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1"}
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(f"this needs dask.distributed: {INSTALL_HINT}") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(workers=None, scheduler=None, dashboard=False, **cluster_kwargs):
+    """A Dask client: to ``scheduler`` (an address such as ``tcp://host:8786``, or a
+    scheduler file path), or to a new LocalCluster of ``workers`` processes with one
+    thread each (Numba, BLAS and OpenMP limited to one thread per worker)."""
+    dd = _dask()
+    if scheduler:
+        if os.path.exists(str(scheduler)):
+            client = dd.Client(scheduler_file=str(scheduler))
+        else:
+            client = dd.Client(str(scheduler))
+        log.info("connected to %s (%d workers)", scheduler,
+                 len(client.scheduler_info()["workers"]))
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = int(workers or os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"need at least one worker, got {n}")
+    kw = dict(n_workers=n, threads_per_worker=1, processes=True,
+              dashboard_address=":8787" if dashboard else None, env=dict(WORKER_ENV))
+    kw.update(cluster_kwargs)
+    cluster = dd.LocalCluster(**kw)
+    client = dd.Client(cluster)
+    log.info("local Dask cluster: %d worker processes x 1 thread%s", n,
+             f", dashboard {client.dashboard_link}" if dashboard else "")
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _n_workers(client) -> int:
+    return len(client.scheduler_info().get("workers", {})) or 1
+
+
+def _identity(x):
+    return x
+
+
+def _put(client, obj):
+    """A future holding ``obj``: the object travels once to the cluster and is kept in
+    the task graph, so Dask can recompute it if the worker holding it dies."""
+    return client.submit(_identity, obj, pure=False)
+
+
+def _light(model):
+    """The model without what tasks never need (solution, training triangles)."""
+    import copy
+    m = copy.copy(model)
+    m.__dict__ = {k: v for k, v in model.__dict__.items()
+                  if k not in ("triangles_", "R_", "U_", "alpha_", "training_summary_")}
+    return m
+
+
+class _Progress:
+    """Whole-cluster progress of one pass: frames and rows done, elapsed, ETA."""
+
+    def __init__(self, label, frames, rows, every):
+        self.label, self.frames, self.rows, self.every = label, frames, rows, every
+        self.t0 = self.last = time.perf_counter()
+        self.done_frames = self.done_rows = 0
+
+    def add(self, frames, rows, n_left):
+        self.done_frames += frames
+        self.done_rows += rows
+        now = time.perf_counter()
+        if now - self.last >= self.every or n_left == 0:
+            el = now - self.t0
+            frac = self.done_rows / self.rows if self.rows else self.done_frames / self.frames
+            eta = el * (1 - frac) / frac if frac > 0 else float("nan")
+            log.info("%s: %d/%d frames, %d/%d rows, %.1f s elapsed, ETA %.0f s", self.label,
+                     self.done_frames, self.frames, self.done_rows, self.rows, el, eta)
+            self.last = now
+
+
+def _watch(futures, sizes, progress, release=False):
+    """Log progress as the chunk tasks finish; raise the first task error. With
+    ``release`` the list is emptied, so that each result is dropped as soon as the
+    reduction has used it (the caller must hold no other reference)."""
+    dd = _dask()
+    pending = dict(zip((f.key for f in futures), sizes))
+    left = len(futures)
+    done = dd.as_completed(futures)
+    if release:
+        futures.clear()
+    for fut in done:
+        left -= 1
+        if fut.status == "error":
+            exc = fut.exception()
+            raise exc
+        frames, rows = pending.pop(fut.key)
+        progress.add(frames, rows, left)
+        del fut
+
+
+def _tree(client, futures, func):
+    """Reduce futures pairwise along a fixed binary tree in list order (deterministic);
+    merge tasks run before queued map tasks so that partial results do not pile up."""
+    level = list(futures)
+    while len(level) > 1:
+        nxt = [client.submit(func, level[i], level[i + 1], pure=False, priority=10)
+               for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+class _Prepared:
+    """What the passes share: chunks, their data, per-frame totals."""
+
+    def __init__(self, model, frames, client, chunk_frames, first_index=0, m_guess=None):
+        self.source = FrameSource(frames, first_index)
+        self.first_index = first_index
+        if chunk_frames is None:
+            if m_guess is None:
+                m_guess = _m_guess(model)
+            target = auto_target_rows(self.source.n_atoms, model.block_rows, m_guess)
+            self.chunks = self.source.chunks(target_rows=target)
+        else:
+            self.chunks = self.source.chunks(chunk_frames=chunk_frames)
+        if self.source.frames is None:
+            self.data = [None] * len(self.chunks)
+        else:
+            self.data = [_put(client, self.source.load(c)) for c in self.chunks]
+        log.info("%d frames in %d chunks on %d workers", self.source.n_frames, len(self.chunks),
+                 _n_workers(client))
+
+    def scan(self, model, client, progress_every):
+        light = _put(client, _light(model))
+        futs = [client.submit(scan_chunk, c, d, light, self.first_index, pure=False)
+                for c, d in zip(self.chunks, self.data)]
+        _watch(futs, [(c.count, 0) for c in self.chunks],
+               _Progress("scan", self.source.n_frames, 0, progress_every))
+        parts = client.gather(futs)
+        for part in parts:           # the first bad frame in frame order
+            if "error" in part:
+                raise FrameError(part["error"])
+        numbers = np.unique(np.concatenate([p["numbers"] for p in parts]))
+        counts = np.zeros((self.source.n_frames, len(numbers)), dtype=np.int64)
+        for c, p in zip(self.chunks, parts):
+            cols = np.searchsorted(numbers, p["numbers"])
+            counts[c.start:c.start + c.count, cols] = p["counts"]
+        cat = {k: np.concatenate([p[k] for p in parts])
+               for k in ("n_atoms", "energy", "isolated", "rows")}
+        cat["config_type"] = [t for p in parts for t in p["config_type"]]
+        cat["isolated_symbol"] = [s for p in parts for s in p["isolated_symbol"]]
+        cat["numbers"], cat["counts"] = numbers, counts
+        self.meta = cat
+        return cat
+
+    def chunk_rows(self, skip):
+        rows = self.meta["rows"].sum(axis=1) * ~skip
+        sl = [slice(c.start, c.start + c.count) for c in self.chunks]
+        return [(int((~skip[s]).sum()), int(rows[s].sum())) for s in sl]
+
+    def skips(self, skip):
+        return [skip[c.start:c.start + c.count] for c in self.chunks]
+
+
+def _m_guess(model):
+    n = model.n_sparse
+    return int(sum(n.values())) if isinstance(n, dict) else int(n)
+
+
+def _choose_sparse(model, prep, client, skip, candidates_per_chunk, progress_every):
+    """Distributed sparse-point selection (sets model.terms_)."""
+    draws = prep.meta["n_atoms"] * len(model.terms_) * ~skip
+    first = np.concatenate([[0], np.cumsum(draws)])
+    light = _put(client, _light(model))
+    futs = [client.submit(candidates_chunk, c, d, light, s, int(first[c.start]),
+                          candidates_per_chunk, prep.first_index, pure=False)
+            for c, d, s in zip(prep.chunks, prep.data, prep.skips(skip))]
+    root = _tree(client, futs, merge_pools)
+    _watch(futs, [(c.count, 0) for c in prep.chunks],
+           _Progress("sparse candidates", prep.source.n_frames, 0, progress_every), release=True)
+    pool = root.result()
+    if not pool.complete:
+        log.info("sparse candidates thinned to %d per chunk: the pool is not the complete "
+                 "uniform sample, so the sparse points may differ from a serial fit's",
+                 candidates_per_chunk)
+    rng = np.random.default_rng(model.seed)
+    rng.bit_generator.advance(int(first[-1]))
+    model._select_sparse(pool, rng)
+    return pool
+
+
+def _rows(model, prep, client, skip, progress_every, folds=None, evaluation=False):
+    """Distributed design rows → {key: (R, n_rows)} merged in chunk order."""
+    light = _put(client, _light(model))
+    fold_parts = ([None] * len(prep.chunks) if folds is None
+                  else [folds[c.start:c.start + c.count] for c in prep.chunks])
+    futs = [client.submit(rows_chunk, c, d, light, s, f, evaluation, prep.first_index,
+                          pure=False)
+            for c, d, s, f in zip(prep.chunks, prep.data, prep.skips(skip), fold_parts)]
+    root = _tree(client, futs, merge_triangles)
+    sizes = prep.chunk_rows(skip)
+    _watch(futs, sizes, _Progress("design rows", int(np.sum(~skip)),
+                                  int(sum(r for _, r in sizes)), progress_every), release=True)
+    return root.result()
+
+
+def _accumulators(res, M, block_rows, kinds=TYPES):
+    """StreamingQR accumulators holding merged chunk triangles {type: acc}."""
+    out = {}
+    for t in kinds:
+        acc = StreamingQR(M, block_rows)
+        if t in res:
+            R, n = res[t]
+            acc.R = R
+            acc.n_rows = int(n)
+        out[t] = acc
+    return out
+
+
+def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
+            progress_every=10.0):
+    """The Dask counterpart of :meth:`SparseGPR._prepare`: e0, terms, sparse points, U.
+
+    Returns (prep, fit mask) for the rows pass."""
+    prep = _Prepared(model, frames, client, chunk_frames)
+    meta = prep.scan(model, client, progress_every)
+    species = (SpeciesMap(meta["numbers"]) if model.descriptor is None
+               else model._soaps()[0].species)
+    if getattr(model, "n_features", None) is not None:
+        raise ValueError("feature selection (n_features) is not available in the distributed "
+                         "fit: select first (SOAP.select_features) and pass that SOAP")
+    iso = meta["isolated"]
+    iso_energy = {}
+    for k in np.flatnonzero(iso):
+        iso_energy[meta["isolated_symbol"][k]] = float(meta["energy"][k])
+    comp = None
+    if model.e0 == "lstsq":
+        cols = [int(np.flatnonzero(meta["numbers"] == z)[0]) if z in meta["numbers"] else -1
+                for z in species.numbers]
+        comp = np.array([[row[c] if c >= 0 else 0 for c in cols]
+                         for row in meta["counts"][~iso]], dtype=float)
+    model.e0_ = model._e0_from_summary(meta["energy"][~iso], meta["n_atoms"][~iso], comp,
+                                       iso_energy, species)
+    if iso.all():
+        raise ValueError("no training frames besides isolated atoms")
+    model.terms_ = model._make_terms(species)
+    model.species_ = model.terms_[0].descriptor.species
+    _choose_sparse(model, prep, client, iso, candidates_per_chunk, progress_every)
+    model.U_ = model._kmm_factor()
+    return prep, ~iso
+
+
+def fit_distributed(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
+                    progress_every=10.0):
+    """:meth:`SparseGPR.fit` on a Dask cluster (see the module docstring)."""
+    t_start = time.perf_counter()
+    prep, use = prepare(model, frames, client, chunk_frames, candidates_per_chunk,
+                        progress_every)
+    res = _rows(model, prep, client, ~use, progress_every)
+    accs = _accumulators(res, model.M_, model.block_rows)
+    triangles = [accs[t].triangle() for t in TYPES]
+    meta = prep.meta
+    model._finish_fit(triangles, {t: accs[t].n_rows for t in TYPES},
+                      n_frames=int(use.sum()), n_isolated=int((~use).sum()),
+                      n_atoms=int(meta["n_atoms"][use].sum()),
+                      config_types={meta["config_type"][k] for k in np.flatnonzero(use)},
+                      t_start=t_start)
+    model.training_summary_["dask"] = {"chunks": len(prep.chunks),
+                                       "workers": _n_workers(client)}
+    return model
+
+
+def update_distributed(model, frames, client, new_sparse=None, chunk_frames=None,
+                       progress_every=60.0):
+    """:meth:`SparseGPR.update` with the new frames' rows made on a Dask cluster."""
+    start = int(model.training_summary_.get("n_frames", 0))
+    prep = _Prepared(model, frames, client, chunk_frames, first_index=start, m_guess=model.M_)
+    meta = prep.scan(model, client, progress_every)
+    added = model.extend_sparse(new_sparse) if new_sparse else 0
+    skip = np.zeros(prep.source.n_frames, dtype=bool)
+    res = _rows(model, prep, client, skip, progress_every)
+    model._finish_update(_accumulators(res, model.M_, model.block_rows),
+                         prep.source.n_frames, int(meta["n_atoms"].sum()))
+    return added
+
+
+def fold_triangles(model, frames, client, folds_of, chunk_frames=None, progress_every=10.0):
+    """Cross-validation data on a Dask cluster: prepare ``model`` and return
+    (tri {fold: {type: (M+1, M+1)}}, nrows {fold: {type: n}}, fit indices), the folds
+    from ``folds_of(fit_indices, n_frames)`` (fold id per frame, −1 = unused), in the
+    order :meth:`SparseGPR._accumulate` makes them (first appearance in frame order)."""
+    prep, use = prepare(model, frames, client, chunk_frames, progress_every=progress_every)
+    idx = np.flatnonzero(use)
+    folds = folds_of(idx, prep.source.n_frames)
+    res = _rows(model, prep, client, ~use, progress_every, folds=folds, evaluation=True)
+    order = list(dict.fromkeys(int(folds[k]) for k in idx))
+    tri, nrows = {}, {}
+    M = model.M_
+    for f in order:
+        tri[f], nrows[f] = {}, {}
+        for t in TYPES + EVAL_TYPES:
+            R, n = res.get((f, t), (np.zeros((0, M + 1)), 0))
+            tri[f][t] = full_triangle(R)
+            nrows[f][t] = int(n)
+    return tri, nrows, idx
+
+
+def map_ordered(client, func, items, *args):
+    """[func(item, *args) for item in items] on the cluster, results in order; shared
+    arguments travel once."""
+    shared = [_put(client, a) for a in args]
+    futs = [client.submit(func, it, *shared, pure=False) for it in items]
+    return client.gather(futs)
+
+
+def species(frames, client, chunk_frames=64) -> np.ndarray:
+    """Atomic numbers present in extxyz file(s) (or frames), read on the cluster."""
+    source = FrameSource(frames)
+    chunks = source.chunks(chunk_frames=chunk_frames)
+    data = ([None] * len(chunks) if source.frames is None
+            else [source.load(c) for c in chunks])
+    futs = [client.submit(species_chunk, c, d, pure=False) for c, d in zip(chunks, data)]
+    return np.unique(np.concatenate(client.gather(futs)))
+
+
+def worker_peak_rss_mb(client) -> dict:
+    """Peak resident memory (MB) of every worker process so far."""
+    def peak():
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return client.run(peak)
