@@ -35,8 +35,8 @@ def _scaled_U(model, deltas):
 
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
-                   delta=None, delta_2b=None, score="force", seed=0, refit=True,
-                   search="grid", sweeps=2, client=None, chunk_frames=None):
+                   delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
+                   chunk_frames=None, search="grid", sweeps=2):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with

@@ -180,7 +180,8 @@ def test_records_round_trip_and_old_records_load():
            "centre_weight": 1.0}
     d = descriptor_from_dict(old)
     assert d.radial_scaling is None and d.compression is None and d.selected is None
-    assert d.to_dict() == old
+    assert not {"radial_scaling", "compression", "features"} & set(d.to_dict())
+    assert {k: d.to_dict()[k] for k in old} == old
     with pytest.raises(ValueError, match="r0"):
         SOAP(["H"], radial_scaling={"type": "inverse_power", "m": 2}, **SMALL)
     with pytest.raises(ValueError, match="unknown radial_scaling"):

@@ -1023,6 +1023,8 @@ class SOAP:
     _fc = (0.0, 0.0)
     _mix = None        # (d_J, S) compression, None = species channels as they are
     _constant_kept = True
+    selected = None
+    radial_scaling = None
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
