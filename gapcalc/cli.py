@@ -12,6 +12,19 @@ import numpy as np
 log = logging.getLogger("gapcalc")
 
 
+class UsageError(ValueError):
+    """A command-line value that cannot be used: printed as one line, exit status 2."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show "(default: X)" for every option that has a default other than None."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _setup_logging(verbose: bool, logfile=None):
     handlers = [logging.StreamHandler(sys.stderr)]
     if logfile:
@@ -22,11 +35,22 @@ def _setup_logging(verbose: bool, logfile=None):
 
 
 def _read(path):
+    from pathlib import Path
     from ase.io import read
-    frames = read(path, ":")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        frames = read(path, ":")
+    except Exception as exc:   # ASE's readers raise many kinds
+        raise UsageError(f"{path}: cannot read frames ({type(exc).__name__}: {exc})") from None
     if not frames:
         raise SystemExit(f"{path}: no frames")
     return frames
+
+
+def _read_one(path):
+    """One structure (the last frame of the file) with a clear error."""
+    return _read(path)[-1]
 
 
 def _floats(text):
@@ -37,33 +61,36 @@ def _model_args(p):
     g = p.add_argument_group("model hyper-parameters")
     g.add_argument("--cutoff", type=float, default=5.0, help="SOAP cutoff (Å)")
     g.add_argument("--cutoff-width", type=float, default=0.5, help="cosine switch width (Å)")
-    g.add_argument("--n-max", type=int, default=8)
-    g.add_argument("--l-max", type=int, default=6)
+    g.add_argument("--n-max", type=int, default=8, help="radial basis functions")
+    g.add_argument("--l-max", type=int, default=6, help="largest angular momentum")
     g.add_argument("--atom-sigma", type=float, default=0.5, help="Gaussian width (Å)")
-    g.add_argument("--zeta", type=float, default=4)
+    g.add_argument("--zeta", type=float, default=4, help="kernel exponent ζ")
     g.add_argument("--delta", type=float, default=1.0, help="kernel scale δ (eV)")
     g.add_argument("--n-sparse", type=int, default=1000, help="sparse points per species")
-    g.add_argument("--sparse-method", default="cur", choices=["cur", "fps", "uniform", "random"])
+    g.add_argument("--sparse-method", default="cur", choices=["cur", "fps", "uniform", "random"],
+                   help="sparse point selection")
     g.add_argument("--sigma-energy", type=float, default=0.002, help="eV/atom")
     g.add_argument("--sigma-force", type=float, default=0.1, help="eV/Å")
     g.add_argument("--sigma-virial", type=float, default=0.1, help="eV/atom")
     g.add_argument("--e0", default="average",
                    help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
-    g.add_argument("--two-body", nargs="?", const="distance", default=None,
-                   choices=["distance", "radial"],
-                   help="add a 2-body term: 'distance' (default; gap_fit's distance_2b pair "
-                        "kernel) or 'radial' (radial spectrum, squared-exponential kernel)")
+    g.add_argument("--two-body", action="store_const", const="distance", default=None,
+                   help="add a 2-body term (gap_fit's distance_2b pair kernel; see "
+                        "--two-body-type)")
+    g.add_argument("--two-body-type", choices=["distance", "radial"], default=None,
+                   help="kind of 2-body term (implies --two-body): 'distance' (gap_fit's "
+                        "distance_2b) or 'radial' (radial spectrum, squared-exponential "
+                        "kernel)")
     g.add_argument("--delta-2b", type=float, default=0.5, help="2-body kernel scale (eV)")
     g.add_argument("--theta-2b", type=float, default=None,
                    help="2-body length scale: Å for 'distance' (default 1.0)")
-    g.add_argument("--n-sparse-2b", type=int, default=50)
-    g.add_argument("--energy-key", default="energy")
-    g.add_argument("--force-key", default="forces")
-    g.add_argument("--virial-key", default="virial")
-    g.add_argument("--stress-key", default="stress")
+    g.add_argument("--n-sparse-2b", type=int, default=50, help="sparse points of a radial 2-body "
+                   "term")
+    _key_args(g)
     g.add_argument("--config-type-sigma", default=None,
-                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\', or '
-                        "gap_fit's 'liquid:0.003:0.15:0.1:0'")
+                   help='JSON, e.g. \'{"liquid": {"energy": 0.003, "force": 0.15}}\' (keys '
+                        'energy, force, virial; every config type must occur in the data), '
+                        "or gap_fit's 'liquid:0.003:0.15:0.1:0' with --gap")
     g.add_argument("--radial-basis", default=None, choices=["gto", "quip", "quip_gto"],
                    help="SOAP radial basis: gto (gapcalc's, default), quip (QUIP/GAP's "
                         "default EQUISPACED_GAUSS), quip_gto (QUIP's GTO); with --gap the "
@@ -104,7 +131,8 @@ def _representation_args(g):
                    help="scale the neighbour density by u(r) = c/(c + (r/r0)^m)")
     g.add_argument("--n-features", type=float, default=None,
                    help="keep this many power-spectrum components (or a fraction < 1)")
-    g.add_argument("--feature-method", default="cur", choices=["cur", "fps"])
+    g.add_argument("--feature-method", default="cur", choices=["cur", "fps"],
+                   help="how --n-features chooses the components")
 
 
 def _keyvals(text, what):
@@ -156,6 +184,49 @@ def _soap_terms_from_args(a, species):
     return descs, zetas, deltas, sparse, feats
 
 
+
+def _key_args(g, defaults=True):
+    d = {"energy": "energy", "force": "forces", "virial": "virial", "stress": "stress"}
+    for name, default in d.items():
+        g.add_argument(f"--{name}-key", default=default if defaults else None,
+                       help=f"where the {name} is read (atoms.info / atoms.arrays key)"
+                       + ("" if defaults else " (default: the key stored in the model)"))
+
+
+def _parse_e0(text):
+    if text in ("average", "lstsq", "isolated"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        e0 = json.loads(text)
+    except json.JSONDecodeError:
+        raise UsageError(f"--e0 {text!r}: use average, lstsq, isolated, a number (eV) or JSON "
+                         '{"Si": -158.5}') from None
+    if not isinstance(e0, dict) or not all(isinstance(v, (int, float)) for v in e0.values()):
+        raise UsageError(f"--e0 {text!r}: the JSON must map symbols to numbers (eV)")
+    return e0
+
+
+def _parse_config_type_sigma(text, frames):
+    from .targets import check_config_type_sigma
+    if not text:
+        return None
+    try:
+        cts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--config-type-sigma is not valid JSON ({exc}): e.g. "
+                         '\'{"liquid": {"energy": 0.003, "force": 0.15}}\'') from None
+    present = {str(at.info.get("config_type", "default")) for at in frames}
+    try:
+        check_config_type_sigma(cts, present)
+    except ValueError as exc:
+        raise UsageError(f"--config-type-sigma: {exc}") from None
+    return cts
+
+
 def _gap_fit_model(a, species):
     """SparseGPR from --gap and the other gap_fit-style options (gapfit_args)."""
     from .gapfit_args import GapFitArgumentError, gap_fit_kwargs, parse_command_line
@@ -180,10 +251,6 @@ def _gap_fit_model(a, species):
     if e0_json and "e0_method" not in keys:
         kw["e0"] = json.loads(a.e0)
     return SparseGPR(**kw)
-
-
-class UsageError(Exception):
-    """A command-line request that cannot be carried out (message for the user)."""
 
 
 def _dask_args(p):
@@ -218,33 +285,42 @@ def _model_from_args(a, frames=None, species=None):
         species = np.unique(np.concatenate([at.numbers for at in frames]))
     if getattr(a, "gap", None):
         if getattr(a, "soap", None) or getattr(a, "radial_scaling", None):
-            raise SystemExit("gapcalc fit: --soap / --radial-scaling cannot be combined with "
-                             "--gap (the gap_fit recipe defines the descriptors)")
+            raise UsageError("--soap / --radial-scaling cannot be combined with --gap (the "
+                             "gap_fit recipe defines the descriptors)")
         model = _gap_fit_model(a, np.asarray(species).tolist())
         model.n_features = _n_feat(getattr(a, "n_features", None))
         model.feature_method = getattr(a, "feature_method", "cur")
         return model
     desc, zeta, delta, n_sparse, n_features = _soap_terms_from_args(a, species)
-    e0 = a.e0
-    if e0 not in ("average", "lstsq", "isolated"):
-        try:
-            e0 = float(e0)
-        except ValueError:
-            e0 = json.loads(e0)
+    e0 = _parse_e0(a.e0)
+    if isinstance(e0, dict) and frames is not None:
+        known = {s for at in frames for s in at.get_chemical_symbols()}
+        missing = sorted(known - set(e0))
+        if missing:
+            raise UsageError(f"--e0 gives no value for {missing}")
+    cts = (_parse_config_type_sigma(a.config_type_sigma, frames) if frames is not None
+           else (json.loads(a.config_type_sigma) if a.config_type_sigma else None))
+    two_body = a.two_body_type or a.two_body
     return SparseGPR(desc, zeta=zeta, delta=delta, n_sparse=n_sparse,
                      n_features=n_features, feature_method=a.feature_method,
                      sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
                      sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
-                     two_body=a.two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,
+                     two_body=two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,
                      n_sparse_2b=a.n_sparse_2b, energy_key=a.energy_key,
                      force_key=a.force_key, virial_key=a.virial_key, stress_key=a.stress_key,
-                     config_type_sigma=json.loads(a.config_type_sigma)
-                     if a.config_type_sigma else None)
+                     config_type_sigma=cts)
+
+
+UNITS = {"energy_rmse": "eV/atom", "energy_mae": "eV/atom", "force_rmse": "eV/Å",
+         "force_mae": "eV/Å", "stress_rmse": "eV/Å³"}
+UNITS_NOTE = ("(energy per atom in meV/atom, force components in eV/Å, stress Voigt "
+              "components in GPa; --json gives eV/atom, eV/Å, eV/Å³)")
 
 
 def cmd_fit(a):
     from .metrics import error_table, format_table
     t0 = time.perf_counter()
+    frames = None
     if _parallel(a):
         from .distributed import species
         with _client(a) as client:
@@ -258,10 +334,20 @@ def cmd_fit(a):
              time.perf_counter() - t0, model.M_)
     model.save(a.output)
     print(f"model written to {a.output}")
+    if frames is not None:      # a distributed fit never holds every frame here
+        print("training errors (the fit's own data: a floor, not a test):")
+        print(format_table(error_table(model, frames)))
     if a.valid:
         table = error_table(model, _read(a.valid))
         print("validation errors:")
         print(format_table(table))
+    print(UNITS_NOTE)
+
+
+def _load_model(name_or_path):
+    from . import load_model_file
+    from .potentials import resolve
+    return load_model_file(resolve(name_or_path))
 
 
 def cmd_tune(a):
@@ -283,18 +369,22 @@ def cmd_tune(a):
 
 
 def cmd_eval(a):
-    from . import load_model_file
     from .metrics import error_table, format_table
-    model = load_model_file(a.model)
+    model = _load_model(a.model)
+    for k in ("energy", "force", "virial", "stress"):   # override the keys stored at fit time
+        v = getattr(a, f"{k}_key")
+        if v is not None:
+            setattr(model, f"{k}_key", v)
     frames = _read(a.test)
     table = error_table(model, frames, return_predictions=bool(a.plot))
     if a.plot:
         _parity_plot(table.pop("predictions"), a.plot)
     if a.json:
-        print(json.dumps({**table["overall"],
-                          "per_config_type": table["per_config_type"]}))
+        print(json.dumps({**table["overall"], "per_config_type": table["per_config_type"],
+                          "units": UNITS}))
     else:
         print(format_table(table))
+        print(UNITS_NOTE)
 
 
 def _parity_plot(pred, path):
@@ -325,7 +415,8 @@ def cmd_info(a):
         print(json.dumps(describe(load_gap_xml(a.model)), indent=2, ensure_ascii=False))
         return
     from .io import read_npz
-    header, arrays = read_npz(a.model)
+    from .potentials import resolve
+    header, arrays = read_npz(resolve(a.model))
     header.pop("checksums", None)
     header["arrays"] = {k: list(v.shape) for k, v in arrays.items()}
     print(json.dumps(header, indent=2, sort_keys=True))
@@ -389,11 +480,22 @@ def cmd_md(a):
     from .md import run_md
     from . import load
     from ase.io import read
-    atoms = read(a.structure)
-    atoms.calc = load(a.model)
+    from .potentials import resolve
+    resolve(a.model)                    # a clear error before reading anything else
+    atoms = _read_one(a.structure)
+    calc = load(a.model)
+    atoms.calc = calc
+    monitor = None
+    if a.log_uncertainty:
+        def monitor():
+            fs = calc.model.uncertainty(atoms, nl=calc._neighbors(atoms))["forces_std"]
+            per_atom = np.sqrt(np.mean(fs ** 2, axis=1))
+            return (f"max σ_F {per_atom.max():.4f} eV/Å (atom {int(per_atom.argmax())}; latent "
+                    "posterior std)")
     run_md(atoms, steps=a.steps, temperature=a.temperature, timestep=a.timestep,
            ensemble=a.ensemble, trajectory=a.output, log_interval=a.log_interval,
-           pressure=a.pressure, seed=a.seed)
+           pressure=a.pressure, seed=a.seed, trajectory_interval=a.trajectory_interval,
+           monitor=monitor)
 
 
 def cmd_demo(a):
@@ -427,45 +529,134 @@ def cmd_demo(a):
            log_interval=max(1, a.steps // 5), seed=a.seed)
 
 
+LEARN_DEFAULTS = dict(oracle="emt", temperature=800.0, steps=5000, timestep=2.0,
+                      threshold=0.055, threshold_sigma=None, check_interval=200, min_interval=20,
+                      max_calls=100, converge_checks=10, converge_steps=1000,
+                      monitor_interval=500,
+                      n_sparse_initial=50, n_sparse_add=25, refit_every=0,
+                      on_oracle_error="skip", log_interval=250, seed=0,
+                      trajectory_interval=10, output="otf_run")
+# what --resume may change; the rest belongs to the run (state.json)
+RESUMABLE = ("steps", "max_calls", "log_interval", "oracle")
+
+
+def _learn_settings(a):
+    """Fill LEARN_DEFAULTS for options not given; returns the set given explicitly."""
+    given = {k for k in LEARN_DEFAULTS if getattr(a, k, None) is not None}
+    for k, v in LEARN_DEFAULTS.items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
+    return given
+
+
+def _check_resume_flags(a, given):
+    from pathlib import Path
+    state_path = Path(a.resume) / "state.json"
+    if not state_path.exists():
+        raise FileNotFoundError(f"{a.resume}: no state.json, nothing to resume")
+    state = json.loads(state_path.read_text())
+    cfg = state.get("config") or {}
+    if a.structure:
+        raise UsageError(f"--resume continues the run's own structure: drop {a.structure!r}")
+    if a.validate:
+        raise UsageError("--validate is not rerun on --resume (it costs oracle calls); "
+                         "evaluate the run's model with 'gapcalc eval RUN/model.npz FRAMES'")
+    stored = {**{k: state.get(k) for k in LEARN_DEFAULTS}, **cfg}
+    for k in sorted(given - set(RESUMABLE)):
+        if k == "output":
+            raise UsageError("--resume writes into the run folder itself: drop -o/--output")
+        if stored.get(k) != getattr(a, k):
+            raise UsageError(f"--{k.replace('_', '-')} conflicts with --resume: the run was "
+                             f"started with {stored.get(k)!r} and keeps it (only "
+                             + ", ".join("--" + r.replace("_", "-") for r in RESUMABLE)
+                             + " can change)")
+    if "steps" in given and a.steps < int(state.get("step", 0)):
+        raise UsageError(f"--steps {a.steps} is the new total and the run is already at step "
+                         f"{state.get('step')}")
+    return state
+
+
 def cmd_learn(a):
     from pathlib import Path
     from . import active
     from .metrics import error_table, format_table
+    given = _learn_settings(a)
     t0 = time.perf_counter()
     if a.resume:
-        otf = active.resume(a.resume)
+        state = _check_resume_flags(a, given)
         run_dir = Path(a.resume)
+        otf = active.resume(
+            a.resume, oracle=a.oracle if "oracle" in given else None,
+            steps=a.steps if "steps" in given else None,
+            max_calls=a.max_calls if "max_calls" in given else None,
+            log_interval=a.log_interval if "log_interval" in given else None)
+        validate = 0
+        del state
     else:
         from ase.build import bulk
         from ase.io import read
-        atoms = (read(a.structure) if a.structure else bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3))
+        builtin = not a.structure
+        atoms = (bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3) if builtin
+                 else _read_one(a.structure))
         oracle = active.make_oracle(a.oracle)
         run_dir = Path(a.output)
+        if (run_dir / "state.json").exists():
+            raise FileExistsError(f"{run_dir} holds a run already: continue it with "
+                                  f"'gapcalc learn --resume {run_dir}' or choose another -o")
+        # validation against the oracle is opt-in, except for the built-in EMT demo
+        validate = a.validate if a.validate is not None else (
+            50 if builtin and a.oracle.lower() == "emt" else 0)
+        if validate:
+            print(f"validation after the run: {validate} fresh frames from Langevin MD with the "
+                  f"oracle = {active.fresh_frames_cost(validate)} extra oracle calls, counted "
+                  "apart from the learning calls (--validate 0 to skip)")
         kw = dict(threshold=a.threshold) if a.threshold_sigma is None else dict(
             threshold_sigma=a.threshold_sigma)
         otf = active.learn(atoms, oracle, run_dir, oracle_spec=a.oracle,
                            temperature=a.temperature, steps=a.steps, timestep=a.timestep,
                            seed=a.seed, log_interval=a.log_interval,
                            check_interval=a.check_interval, min_interval=a.min_interval,
-                           max_calls=a.max_calls, n_sparse_add=a.n_sparse_add,
+                           max_calls=a.max_calls or None, converge_checks=a.converge_checks,
+                           converge_steps=a.converge_steps,
+                           monitor_interval=a.monitor_interval, n_sparse_add=a.n_sparse_add,
                            n_sparse_initial=a.n_sparse_initial, refit_every=a.refit_every,
-                           on_oracle_error=a.on_oracle_error, **kw)
+                           on_oracle_error=a.on_oracle_error,
+                           trajectory_interval=a.trajectory_interval, **kw)
     wall = time.perf_counter() - t0
-    print(f"on-the-fly run: {otf.current_step()} MD steps, {otf.n_calls_} oracle calls, "
-          f"sparse set {otf.model.M_}, wall {wall:.1f} s; checkpoint in {run_dir}")
+    c = otf.cost_summary()
+    ses = getattr(otf, "session_", {})
+    print(f"on-the-fly run: {otf.dyn.nsteps} MD steps, {otf.n_calls_} learning oracle calls, "
+          f"{c['n_checks']} uncertainty checks, sparse set {otf.model.M_}, wall {wall:.1f} s; "
+          f"checkpoint in {run_dir}")
+    if ses:
+        print(f"  this session: MD {ses['md_s']:.1f} s, {ses['checks']} uncertainty checks "
+              f"{ses['check_s']:.1f} s ({100 * ses['check_s'] / max(ses['md_s'], 1e-9):.0f} % "
+              f"of MD), oracle {ses['oracle_s']:.1f} s, learning {ses['learn_s']:.1f} s")
+    print(f"  why the oracle calls stopped: {otf.stop_reason()}")
     for h in otf.history_:
         print(f"  call {h.get('call', '-')}: step {h['step']}, {h['reason']}, max σ_F "
-              f"{h.get('max_force_std')}, update {h.get('update_s')} s")
-    if a.validate:
+              f"{h.get('max_force_std')} eV/Å, update {h.get('update_s')} s")
+    if validate:
         structure = otf.frames_[0].copy()
         frames = active.fresh_frames(structure, otf.oracle, otf.config["temperature"],
-                                     n_frames=a.validate)
+                                     n_frames=validate)
         table = error_table(otf.model, frames)
-        print(f"final model on {a.validate} fresh oracle frames at {otf.config['temperature']} K:")
+        print(f"validation: final model on {validate} fresh oracle frames at "
+              f"{otf.config['temperature']} K ({active.fresh_frames_cost(validate)} validation "
+              "oracle calls, not learning calls):")
         print(format_table(table))
-        summary = {"steps": otf.current_step(), "oracle_calls": otf.n_calls_, "wall_s": wall,
-                   **{k: table["overall"][k] for k in ("energy_mae", "force_mae", "force_rmse")}}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        otf.validation_ = {"frames": validate, "oracle_calls": active.fresh_frames_cost(validate),
+                           **{k: table["overall"][k] for k in
+                              ("energy_mae", "energy_rmse", "force_mae", "force_rmse")}}
+        otf.checkpoint()
+    elif otf.validation_:
+        v = otf.validation_
+        print(f"validation (from the original run, not rerun): force MAE {v['force_mae']:.4f} "
+              f"eV/Å on {v['frames']} fresh frames (that model, before this resume)")
+    summary = {"steps": otf.dyn.nsteps, "oracle_calls": otf.n_calls_, "wall_s": round(wall, 2),
+               "status": otf.status_, "stop_reason": otf.stop_reason(), "session_s": ses,
+               "total_s": c, "validation": otf.validation_}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     if a.plot:
         _learn_plot(otf, a.plot)
 
@@ -494,133 +685,207 @@ def _learn_plot(otf, path):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="gapcalc", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
+    from . import __version__
+    p = argparse.ArgumentParser(prog="gapcalc", description=__doc__,
+                                formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"gapcalc {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging, and full tracebacks on errors")
     p.add_argument("--log", default=None, help="also log to this file")
     sub = p.add_subparsers(dest="command", required=True)
 
-    f = sub.add_parser("fit", help="fit a model to an extended-XYZ training set")
-    f.add_argument("train", nargs="+", help="extxyz file(s)")
+    def parser(name, **kw):
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+
+    f = parser("fit", help="fit a model to an extended-XYZ training set")
+    f.add_argument("train", nargs="+", help="training frames (extxyz or any ASE format; "
+                   "several files allowed)")
     f.add_argument("-o", "--output", required=True, help="model file (.npz)")
     f.add_argument("--valid", help="validation extxyz, errors printed after fitting")
     _model_args(f)
     _dask_args(f)
     f.set_defaults(func=cmd_fit)
 
-    e = sub.add_parser("eval", help="errors of a model on a test set")
-    e.add_argument("model")
-    e.add_argument("test")
-    e.add_argument("--json", action="store_true")
+    e = parser("eval", help="errors of a model on a test set")
+    e.add_argument("model", help="model file or shipped potential name (Si, Cu, water)")
+    e.add_argument("test", help="reference frames")
+    e.add_argument("--json", action="store_true",
+                   help="one JSON line (eV/atom, eV/Å, eV/Å³; units included)")
     e.add_argument("--plot", help="parity plot PNG (needs matplotlib)")
+    _key_args(e.add_argument_group("target keys (override those stored in the model)"),
+              defaults=False)
     e.set_defaults(func=cmd_eval)
 
-    i = sub.add_parser("info", help="print a model file's header (or describe a gap_fit XML)")
-    i.add_argument("model")
+    i = parser("info", help="print a model file's header (or describe a gap_fit XML)")
+    i.add_argument("model", help="model file or shipped potential name")
     i.set_defaults(func=cmd_info)
 
-    cv = sub.add_parser("convert", help="convert a gap_fit XML model to a gapcalc model file")
+    cv = parser("convert", help="convert a gap_fit XML model to a gapcalc model file")
     cv.add_argument("model", help="gap_fit XML file (its sparseX files beside it)")
     cv.add_argument("-o", "--output", required=True, help="model file (.npz)")
     cv.add_argument("--label", default=None, help="GAP_params label (default: the file's)")
     cv.set_defaults(func=cmd_convert)
 
-    c = sub.add_parser("cv", help="k-fold cross-validation over σ and δ")
-    c.add_argument("train")
-    c.add_argument("--folds", type=int, default=5)
-    c.add_argument("--grid-sigma-energy", help="comma-separated values")
-    c.add_argument("--grid-sigma-force")
-    c.add_argument("--grid-sigma-virial")
-    c.add_argument("--grid-delta")
-    c.add_argument("--score", default="force", choices=["force", "energy", "stress"])
+    c = parser("cv", help="k-fold cross-validation over σ and δ")
+    c.add_argument("train", help="training frames")
+    c.add_argument("--folds", type=int, default=5, help="number of folds")
+    c.add_argument("--grid-sigma-energy", help="comma-separated values (eV/atom)")
+    c.add_argument("--grid-sigma-force", help="comma-separated values (eV/Å)")
+    c.add_argument("--grid-sigma-virial", help="comma-separated values (eV/atom)")
+    c.add_argument("--grid-delta", help="comma-separated values (eV)")
+    c.add_argument("--score", default="force", choices=["force", "energy", "stress"],
+                   help="error that picks the best")
     c.add_argument("-o", "--output", help="write the best model here")
     _model_args(c)
     _dask_args(c)
     c.set_defaults(func=cmd_cv)
 
-    lc = sub.add_parser("curve", help="learning curve: validation error vs training size")
-    lc.add_argument("train")
-    lc.add_argument("--valid", required=True)
+    lc = parser("curve", help="learning curve: validation error vs training size")
+    lc.add_argument("train", help="training frames")
+    lc.add_argument("--valid", required=True, help="validation frames")
     lc.add_argument("--sizes", required=True, help="e.g. 10,20,50,100")
-    lc.add_argument("--json", action="store_true")
+    lc.add_argument("--json", action="store_true", help="also print the curve as JSON")
     _model_args(lc)
     _dask_args(lc)
     lc.set_defaults(func=cmd_curve)
 
-    m = sub.add_parser("md", help="molecular dynamics with a model")
+    m = parser("md", help="molecular dynamics with a model")
     m.add_argument("model", help="model file or shipped potential name")
-    m.add_argument("structure")
-    m.add_argument("--steps", type=int, default=1000)
+    m.add_argument("structure", help="starting structure")
+    m.add_argument("--steps", type=int, default=1000, help="MD steps")
     m.add_argument("--temperature", type=float, default=300.0, help="K")
     m.add_argument("--timestep", type=float, default=1.0, help="fs")
-    m.add_argument("--ensemble", default="langevin", choices=["nve", "langevin", "npt"])
+    m.add_argument("--ensemble", default="langevin", choices=["nve", "langevin", "npt"],
+                   help="integrator")
     m.add_argument("--pressure", type=float, default=0.0, help="GPa (npt)")
-    m.add_argument("--log-interval", type=int, default=100)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("-o", "--output", default=None, help="trajectory (.traj)")
+    m.add_argument("--log-interval", type=int, default=100, help="steps between progress lines")
+    m.add_argument("--seed", type=int, default=0, help="random seed (velocities, Langevin)")
+    m.add_argument("-o", "--output", default=None,
+                   help="trajectory: .traj = ASE binary; any other suffix = that format "
+                        "(.xyz: extended XYZ with energy, forces, stress)")
+    m.add_argument("--trajectory-interval", type=int, default=None,
+                   help="steps between trajectory frames (default: --log-interval)")
+    m.add_argument("--log-uncertainty", action="store_true",
+                   help="add the largest per-atom force std σ_F (eV/Å, latent posterior) to "
+                        "every progress line (costs one uncertainty evaluation per line)")
     m.set_defaults(func=cmd_md)
 
-    le = sub.add_parser("learn", help="on-the-fly learning MD (default: fcc Cu 108, EMT, 800 K)")
+    D = LEARN_DEFAULTS
+    le = parser("learn", help="on-the-fly learning MD (default: fcc Cu 108, EMT, 800 K)",
+                description="On-the-fly learning MD. Without a structure: the built-in demo "
+                "(fcc Cu 3x3x3, EMT oracle, 800 K). --resume RUN continues a run; there "
+                "--steps is the new TOTAL number of MD steps, and only --steps, --max-calls, "
+                "--log-interval and --oracle may be given (other run settings are the run's).")
     le.add_argument("structure", nargs="?", help="starting structure (default fcc Cu 3x3x3)")
     le.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
-    le.add_argument("--oracle", default="emt", help="emt | lj | module:factory")
-    le.add_argument("--temperature", type=float, default=800.0, help="K")
-    le.add_argument("--steps", type=int, default=5000)
-    le.add_argument("--timestep", type=float, default=2.0, help="fs")
-    le.add_argument("--threshold", type=float, default=0.035,
-                    help="per-atom force std that triggers a call (eV/Å)")
+    le.add_argument("--oracle", default=None,
+                    help="emt | lj:sigma=S,epsilon=E[,rc=R] (Å, eV) | module:factory, where "
+                         "module is imported from the working directory first (default: emt; "
+                         "on --resume: the run's, or give it if the run was started from Python)")
+    le.add_argument("--temperature", type=float, default=None, help=f"K (default: {D['temperature']})")
+    le.add_argument("--steps", type=int, default=None,
+                    help=f"MD steps; with --resume the new total (default: {D['steps']})")
+    le.add_argument("--timestep", type=float, default=None, help=f"fs (default: {D['timestep']})")
+    le.add_argument("--threshold", type=float, default=None,
+                    help="calibrated largest per-atom latent force std that triggers a call "
+                         f"(eV/Å; default: {D['threshold']})")
     le.add_argument("--threshold-sigma", type=float, default=None,
                     help="trigger as a multiple of the model's σ_F instead")
-    le.add_argument("--check-interval", type=int, default=10, help="steps between σ checks")
-    le.add_argument("--min-interval", type=int, default=40, help="steps between calls")
-    le.add_argument("--max-calls", type=int, default=10)
-    le.add_argument("--n-sparse-initial", type=int, default=50)
-    le.add_argument("--n-sparse-add", type=int, default=25)
-    le.add_argument("--refit-every", type=int, default=0)
-    le.add_argument("--on-oracle-error", default="skip", choices=["skip", "stop"])
-    le.add_argument("--log-interval", type=int, default=250)
-    le.add_argument("--seed", type=int, default=0)
-    le.add_argument("--validate", type=int, default=50,
-                    help="fresh oracle frames for the final error (0 = skip)")
+    le.add_argument("--check-interval", type=int, default=None,
+                    help="most steps between uncertainty checks; checks are spaced adaptively "
+                         f"up to this (default: {D['check_interval']})")
+    le.add_argument("--min-interval", type=int, default=None,
+                    help=f"steps between calls (default: {D['min_interval']})")
+    le.add_argument("--max-calls", type=int, default=None,
+                    help=f"cap on learning oracle calls, 0 = none (default: {D['max_calls']})")
+    le.add_argument("--converge-checks", type=int, default=None,
+                    help="checks in a row without a trigger that declare convergence, 0 = never "
+                         f"(default: {D['converge_checks']})")
+    le.add_argument("--converge-steps", type=int, default=None,
+                    help="...spanning at least this many MD steps "
+                         f"(default: {D['converge_steps']})")
+    le.add_argument("--monitor-interval", type=int, default=None,
+                    help="steps between checks once converged or capped, 0 = none "
+                         f"(default: {D['monitor_interval']})")
+    le.add_argument("--n-sparse-initial", type=int, default=None,
+                    help=f"sparse points at the first fit (default: {D['n_sparse_initial']})")
+    le.add_argument("--n-sparse-add", type=int, default=None,
+                    help=f"sparse points added per call (default: {D['n_sparse_add']})")
+    le.add_argument("--refit-every", type=int, default=None,
+                    help=f"exact refit every N calls, 0 = never (default: {D['refit_every']})")
+    le.add_argument("--on-oracle-error", default=None, choices=["skip", "stop"],
+                    help=f"(default: {D['on_oracle_error']})")
+    le.add_argument("--log-interval", type=int, default=None,
+                    help=f"steps between progress lines (default: {D['log_interval']})")
+    le.add_argument("--seed", type=int, default=None, help=f"(default: {D['seed']})")
+    le.add_argument("--trajectory-interval", type=int, default=None,
+                    help="steps between frames of RUN/md.traj, 0 = none "
+                         f"(default: {D['trajectory_interval']})")
+    le.add_argument("--validate", type=int, default=None,
+                    help="after the run, N fresh frames from MD with the oracle itself (about "
+                         "(N+5)*20 extra oracle calls, stated before it starts); default: 50 "
+                         "for the built-in EMT demo, 0 otherwise; never rerun on --resume")
     le.add_argument("--plot", help="uncertainty/oracle-call plot PNG (needs matplotlib)")
-    le.add_argument("-o", "--output", default="otf_run", help="run folder")
+    le.add_argument("-o", "--output", default=None, help=f"run folder (default: {D['output']})")
     le.set_defaults(func=cmd_learn)
 
-    t = sub.add_parser("tune", help="choose hyper-parameters by k-fold CV, fit and write the model")
-    t.add_argument("train")
+    t = parser("tune", help="choose hyper-parameters by k-fold CV, fit and write the model")
+    t.add_argument("train", help="training extxyz")
     t.add_argument("-o", "--output", required=True, help="model file (.npz)")
     t.add_argument("--valid", help="validation extxyz: learning curve and final errors")
     t.add_argument("--budget", type=float, default=None, help="search time (s)")
-    t.add_argument("--max-candidates", type=int, default=None)
-    t.add_argument("--folds", type=int, default=4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--score", default="force", choices=["force", "energy", "both"])
+    t.add_argument("--max-candidates", type=int, default=None,
+                   help="most representation candidates to score")
+    t.add_argument("--folds", type=int, default=4, help="cross-validation folds")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--score", default="force", choices=["force", "energy", "both"],
+                   help="held-out error to minimise")
     t.add_argument("--n-sparse", type=int, default=1000, help="sparse points of the final fit")
     t.add_argument("--n-sparse-search", type=int, default=300,
                    help="sparse points per species during the search")
     t.add_argument("--search-frames", type=int, default=None,
                    help="search on a seeded subset of this many training frames")
-    t.add_argument("--e0", default="average")
+    t.add_argument("--e0", default="average",
+                   help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
     t.set_defaults(func=cmd_tune)
 
-    d = sub.add_parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
-    d.add_argument("--frames", type=int, default=40)
-    d.add_argument("--n-sparse", type=int, default=300)
-    d.add_argument("--steps", type=int, default=500)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("-o", "--output", default=None)
+    d = parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
+    d.add_argument("--frames", type=int, default=40, help="training frames")
+    d.add_argument("--n-sparse", type=int, default=300, help="sparse points")
+    d.add_argument("--steps", type=int, default=500, help="MD steps")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("-o", "--output", default=None, help="model file to write")
     d.set_defaults(func=cmd_demo)
     return p
 
 
+def _legacy_argv(argv):
+    """``--two-body radial`` / ``--two-body distance`` (old syntax) → ``--two-body-type X``."""
+    out = []
+    it = iter(range(len(argv)))
+    for k in it:
+        tok = argv[k]
+        if tok == "--two-body" and k + 1 < len(argv) and argv[k + 1] in ("distance", "radial"):
+            out.append(f"--two-body-type={argv[k + 1]}")
+            next(it)
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_legacy_argv(argv))
     _setup_logging(args.verbose, args.log)
-    from .io import ModelFileError
-    from .targets import FrameError
+    from .active import OracleError
     try:
         args.func(args)
-    except (FrameError, ModelFileError, FileNotFoundError, UsageError) as exc:
-        log.error("%s", exc)
+    except (ValueError, OSError, ImportError, OracleError, KeyError) as exc:
+        # FrameError, ModelFileError, UsageError, OracleSpecError are ValueErrors
+        if args.verbose:
+            log.exception("error")
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"gapcalc {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0
 

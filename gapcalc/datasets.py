@@ -10,6 +10,7 @@ import logging
 import numpy as np
 from ase import units
 from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
@@ -19,12 +20,28 @@ log = logging.getLogger(__name__)
 
 
 def label(atoms, calc):
-    """A copy of ``atoms`` carrying calc's energy, forces (and stress if periodic)."""
+    """A copy of ``atoms`` carrying calc's energy, forces (and stress if periodic).
+
+    An ASE calculator is asked once, for every property at the same time (as a DFT code
+    computes them in one run): one call of ``calc.calculate`` per frame, so an oracle
+    that counts its calls counts one per labelled frame.
+    """
     at = atoms.copy()
     at.calc = calc
-    res = {"energy": at.get_potential_energy(), "forces": at.get_forces()}
-    if at.pbc.all():
-        res["stress"] = at.get_stress()
+    props = ["energy", "forces"] + (["stress"] if at.pbc.all() else [])
+    if isinstance(calc, Calculator):
+        calc.reset()
+        calc.calculate(at, props, all_changes)
+        got = calc.results
+        res = {}
+        for name in props:   # anything the calculator left out is asked for the usual way
+            res[name] = (np.array(got[name]) if name in got and name != "energy"
+                         else got[name] if name in got else calc.get_property(name, at))
+        res["energy"] = float(res["energy"])
+    else:
+        res = {"energy": at.get_potential_energy(), "forces": at.get_forces()}
+        if at.pbc.all():
+            res["stress"] = at.get_stress()
     at.calc = SinglePointCalculator(at, **res)
     return at
 

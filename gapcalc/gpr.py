@@ -23,13 +23,13 @@ from scipy import sparse
 from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
-from .descriptors.soap import Environment
+from .descriptors.soap import Environment, assemble_forces
 from .kernels import DotProduct, SquaredExponential
 from .neighbors import neighbor_list
 from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
 from .sparsify import select
-from .targets import FrameError, TargetKeys, check_atoms, read_targets
+from .targets import FrameError, TargetKeys, check_atoms, check_targets, read_targets
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,60 @@ def _as_frames(frames):
             out.extend(read(str(path), ":"))
         return out
     return frames
+
+
+def _force_prior_dot(kernel, p, spec, g, n):
+    """:func:`_force_prior` for the dot-product kernel δ²(p̂·p̂')^ζ, same result, fewer flops.
+
+    ∂²k/∂p∂p'ᵀ = A I + B p' pᵀ with A = δ²ζ s^{ζ−1}, B = δ²ζ(ζ−1) s^{ζ−2} (s = p·p'), so
+    per atom j and direction a the prior is Σ_{i,i'} A_ii' g_i·g_i' + B_ii' (g_i·p_i')(g_i'·p_i)
+    with g_i = ∂p_i/∂r_ja: the kernel factors come from one (N, N) product for all atoms,
+    g_i·g_i' from a symmetric rank-k update (half a product) per direction, and the g·p
+    products of the three directions from one matrix product."""
+    from scipy.linalg.blas import dsyrk
+    z, d2 = kernel.zeta, kernel.delta ** 2
+    S = p @ p.T
+    same = spec[:, None] == spec[None, :]
+    A = np.where(same, d2 * z * (S ** (z - 1) if z != 1 else np.ones_like(S)), 0.0)
+    B = (np.where(same, d2 * z * (z - 1) * (S ** (z - 2) if z != 2 else np.ones_like(S)), 0.0)
+         if z != 1 else None)
+    out = np.zeros((n, 3))
+    js = g.pairs[:, 1]
+    order = np.argsort(js, kind="stable")
+    bounds = np.searchsorted(js[order], np.arange(n + 1))
+    for j in range(n):
+        rows = order[bounds[j]:bounds[j + 1]]
+        if not len(rows):
+            continue
+        c = g.pairs[rows, 0]
+        G = g.values[rows]                                   # (k, 3, D)
+        k = len(c)
+        Ac = A[np.ix_(c, c)]
+        diagA = np.diag(Ac)
+        if B is not None:
+            GP = (G.reshape(3 * k, -1) @ p[c].T).reshape(k, 3, k)   # g_ia · p_i'
+            Bc = B[np.ix_(c, c)]
+        for a in range(3):
+            GG = dsyrk(1.0, G[:, a, :])                     # upper triangle of Ga Gaᵀ
+            val = 2.0 * np.sum(Ac * GG) - np.dot(diagA, np.diag(GG))
+            if B is not None:
+                Ga = GP[:, a, :]
+                val += np.sum(Bc * Ga * Ga.T)
+            out[j, a] = val
+    return out
+
+
+def _std_request(uncertainty):
+    """Normalise an ``uncertainty=`` argument to a tuple of "energy" / "forces"."""
+    if uncertainty is None or uncertainty is False:
+        return ()
+    if uncertainty is True or uncertainty == "all":
+        return ("energy", "forces")
+    if uncertainty in ("energy", "forces"):
+        return (uncertainty,)
+    if isinstance(uncertainty, (tuple, list, set)) and set(uncertainty) <= {"energy", "forces"}:
+        return tuple(sorted(set(uncertainty)))
+    raise ValueError(f"uncertainty must be False, True, 'energy' or 'forces', got {uncertainty!r}")
 
 
 def _describe(term, atoms, nl):
@@ -269,6 +323,7 @@ class SparseGPR:
             check_atoms(at, self.min_distance, where=f"frame {k}")
             targets.append(read_targets(at, k, self._keys(), self._sigmas(),
                                         self.config_type_sigma))
+        check_targets(frames, targets)
         return targets
 
     def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
@@ -632,56 +687,193 @@ class SparseGPR:
                 V[:, :, term.columns] = Vt
         return E, F, V
 
-    def uncertainty(self, atoms, forces=True, nl=None):
+    # ------------------------------------------------------------------ uncertainty
+    def _variance_factor(self):
+        """The posterior factor of every variance, cached until the model changes.
+
+        Columns are put in *block order* (term by term, species by species), so that the
+        rows of a local energy touch one contiguous column range. In that order, with
+        K_MM = UᵀU (block diagonal) and Σ = (RᵀR)⁻¹, W = U R⁻¹ has singular values ≤ 1
+        and I − WWᵀ = B Bᵀ (B upper triangular, a reversed Cholesky factor). Then, for
+        any row l,  l Σ lᵀ − l K_MM⁻¹ lᵀ = −‖E l‖² with E = Bᵀ U⁻ᵀ lower triangular: one
+        triangular product per row instead of two triangular solves. Returns a dict:
+        "E" (M, M) Fortran-ordered, "triangular", "blocks" {(term, species): (lo, hi)},
+        "perm" (M,) global column of each block-ordered column, "species_cols"
+        {species: (columns (k,), E rows ≥ start, Eᵀ[columns, start:] (k, M − start))}.
+        """
+        cache = getattr(self, "_var_cache", None)
+        if cache is not None and cache["U"] is self.U_ and cache["R"] is self.R_:
+            return cache
+        blocks, perm, lo = {}, [], 0
+        for ti, term in enumerate(self.terms_):
+            for s in range(len(term.offsets) - 1):
+                cols = term.columns[term.offsets[s]:term.offsets[s + 1]]
+                if len(cols):
+                    blocks[(ti, s)] = (lo, lo + len(cols))
+                    perm.append(cols)
+                    lo += len(cols)
+        perm = np.concatenate(perm)
+        Kp = (self.U_.T @ self.U_)[np.ix_(perm, perm)]
+        Up = np.zeros_like(Kp)
+        for a, b in blocks.values():                      # K_MM is block diagonal
+            Up[a:b, a:b] = cholesky(Kp[a:b, a:b], lower=False)
+        from scipy.linalg import qr
+        Rp = qr(self.R_[:, perm], mode="r", check_finite=False)[0]
+        WT = solve_triangular(Rp, Up.T, trans="T", check_finite=False)      # (U R⁻¹)ᵀ
+        G = np.eye(len(perm)) - WT.T @ WT
+        G = 0.5 * (G + G.T)
+        try:    # reversed Cholesky: J G J = L Lᵀ  ⇒  G = B Bᵀ with B = J L J upper
+            L = cholesky(G[::-1, ::-1], lower=True, check_finite=False)
+            B = L[::-1, ::-1]
+            E = solve_triangular(Up, B, check_finite=False).T               # Bᵀ U⁻ᵀ
+            triangular = True
+        except np.linalg.LinAlgError:   # I − WWᵀ singular to working precision
+            mu, V = np.linalg.eigh(G)
+            E = (np.sqrt(np.maximum(mu, 0.0))[:, None] * V.T)
+            E = solve_triangular(Up, E.T, check_finite=False).T
+            triangular = False
+        E = np.asfortranarray(E)
+        species_cols = {}
+        for s in range(len(self.species_)):
+            cols = [np.arange(*blocks[(ti, s)]) for ti in range(len(self.terms_))
+                    if (ti, s) in blocks]
+            if cols:
+                cols = np.concatenate(cols)
+                start = int(cols.min()) if triangular else 0
+                species_cols[s] = (cols, start, np.ascontiguousarray(E.T[cols, start:]))
+        self._var_cache = {"U": self.U_, "R": self.R_, "E": E, "triangular": triangular,
+                           "blocks": blocks, "perm": perm, "species_cols": species_cols}
+        return self._var_cache
+
+    def _reduction(self, fac, rows):
+        """‖E l‖² for rows l (r, M) in block order (r,); l Σ lᵀ − l K⁻¹ lᵀ = −this."""
+        if fac["triangular"]:
+            from scipy.linalg.blas import dtrmm
+            Y = dtrmm(1.0, fac["E"], np.asfortranarray(rows.T), lower=1)   # E lᵀ (M, r)
+        else:
+            Y = fac["E"] @ rows.T
+        return np.einsum("mr,mr->r", Y, Y)
+
+    def _local_reduction(self, fac, s, rows):
+        """As :meth:`_reduction` for local-energy rows of species s (zero outside its columns)."""
+        cols, start, ET = fac["species_cols"][s]
+        if fac["triangular"] and cols[-1] - cols[0] + 1 == len(cols):
+            # one contiguous block [lo, hi): E l = [E[lo:hi, lo:hi] l (triangular); E[hi:, lo:hi] l]
+            from scipy.linalg.blas import dtrmm
+            lo, hi = int(cols[0]), int(cols[-1]) + 1
+            E = fac["E"]
+            lt = np.asfortranarray(rows[:, lo:hi].T)
+            top = dtrmm(1.0, E[lo:hi, lo:hi], lt, lower=1)
+            red = np.einsum("mr,mr->r", top, top)
+            if hi < E.shape[0]:
+                bot = E[hi:, lo:hi] @ lt
+                red += np.einsum("mr,mr->r", bot, bot)
+            return red
+        Y = rows[:, cols] @ ET
+        return np.einsum("rm,rm->r", Y, Y)
+
+    def uncertainty(self, atoms, forces=True, nl=None, energies=True):
         """Posterior standard deviations (projected process / DTC, seed Eqs. 19-20).
 
         For any linear functional L of the local-energy GP with row l = L k(·, X):
             σ²(L) = L L' k − l K_MM⁻¹ lᵀ + l Σ lᵀ,   Σ = R⁻¹R⁻ᵀ, K_MM = UᵀU,
-        applied to every local energy ε_i, to the total energy, and (``forces``) to
-        every force component −∂E/∂r_ja, whose prior term uses the exact second
-        derivatives of the kernels. Returns {"energies_std" (N,) eV, "energy_std" eV,
-        "forces_std" (N, 3) eV/Å}. Noise-free: the spread of the fitted function.
+        applied to every local energy ε_i and the total energy (``energies``), and
+        (``forces``) to every force component −∂E/∂r_ja, whose prior term uses the exact
+        second derivatives of the kernels. Returns {"energies_std" (N,) eV,
+        "energy_std" eV} and/or {"forces_std" (N, 3) eV/Å}: *latent* (noise-free) stds,
+        the spread of the fitted function. A new reference calculation would scatter
+        around the prediction by the *predictive* std, which adds the model's noise:
+        ``forces_std_predictive`` = sqrt(forces_std² + σ_F²) and
+        ``energy_std_predictive`` = sqrt(energy_std² + (σ_E √N)²) (``sigma_force``,
+        ``sigma_energy`` per atom as in fitting); both are returned too.
         """
         self._check_fitted()
         nl = self._neighbors(atoms) if nl is None else nl
+        what = ("energy",) * bool(energies) + ("forces",) * bool(forces)
+        return self._predict(atoms, nl, forces=False, stress=False, std=what)["std"]
+
+    def _predict(self, atoms, nl, forces, stress, std=()):
+        """Shared pass of :meth:`evaluate` and :meth:`uncertainty`: one description per
+        term; the std rows reuse the kernel values of the energy pass."""
         n = len(atoms)
+        spec_all = self.species_.indices(atoms.numbers)
+        energies = np.array([self.e0_[s] for s in self.species_.symbols])[spec_all]
+        F = np.zeros((n, 3))
+        W = np.zeros((3, 3))
+        want_e, want_f = "energy" in std, "forces" in std
+        fac = self._variance_factor() if std else None
+        M = self.M_
+        Kl = {} if want_e else None                   # species -> (n_s, M) rows, block order
+        Lf = np.zeros((n, 3, M)) if want_f else None  # force rows, block order
         prior_local = np.zeros(n)
         prior_total = 0.0
         prior_forces = np.zeros((n, 3))
-        K_parts, F_parts = [], []
-        for term in self.terms_:
+        need_grad = forces or stress
+        for ti, term in enumerate(self.terms_):
             ev = _describe(term, atoms, nl)
-            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=False)
-                 if forces else None)
-            K, F, _ = self._term_rows(term, ev, g, forces, False)
-            K_parts.append(K)
-            F_parts.append(F)
             spec = ev.env.spec
-            prior_local += term.kernel.diag(ev.p)
-            for s in np.unique(spec):
-                P = ev.p[spec == s]
-                prior_total += float(term.kernel(P, P).sum())
-            if forces:
-                prior_forces += _force_prior(term.kernel, ev.p, spec, g, n)
-        Kl = np.zeros((n, self.M_))
-        Fl = np.zeros((n, 3, self.M_)) if forces else None
-        for term, K, F in zip(self.terms_, K_parts, F_parts):
-            Kl[:, term.columns] = K
-            if forces:
-                Fl[:, :, term.columns] = F
-        rows = [Kl, Kl.sum(axis=0)[None]]
+            w = np.zeros_like(ev.p) if need_grad else None
+            g = (term.descriptor.gradients(ev.env, ev.c, ev.p, ev.pnorm, strain=False)
+                 if want_f else None)
+            if want_f:
+                gfirst = np.searchsorted(g.pairs[:, 0], np.arange(n + 1))
+            for s, rows, sl in term.blocks(spec):
+                X = term.X[sl]
+                eps, w_s, K, dK = term.kernel.energy_gradient_rows(
+                    ev.p[rows], X, term.alpha[sl], rows=bool(std), derivative=want_f)
+                energies[rows] += eps
+                if need_grad:
+                    w[rows] = w_s
+                if not std:
+                    continue
+                lo, hi = fac["blocks"][(ti, s)]
+                if want_e:
+                    blk = Kl.setdefault(s, np.zeros((len(rows), M)))
+                    blk[:, lo:hi] = K
+                if want_f:
+                    L3 = Lf[:, :, lo:hi]
+                    for r, i in enumerate(rows):       # per centre: cache-sized temporaries
+                        a, b = gfirst[i], gfirst[i + 1]
+                        T = term.kernel.contract_centre(g.values[a:b], X, ev.p[i], K[r],
+                                                         dK[r])
+                        L3[g.pairs[a:b, 1]] -= T
+            if need_grad:
+                t = term.descriptor.backward(ev.env, ev.c, ev.p, ev.pnorm, w)
+                assemble_forces(ev.env.first, ev.env.index, ev.env.vectors, t, F, W)
+            if want_e:
+                prior_local += term.kernel.diag(ev.p)
+                for s in np.unique(spec):
+                    P = ev.p[spec == s]
+                    prior_total += float(term.kernel(P, P).sum())
+            if want_f:
+                prior = _force_prior_dot if isinstance(term.kernel, DotProduct) else _force_prior
+                prior_forces += prior(term.kernel, ev.p, spec, g, n)
+        out = {"energy": float(energies.sum()), "energies": energies}
         if forces:
-            rows.append(Fl.reshape(3 * n, -1))
-        Q = np.vstack(rows).T                                          # (M, rows)
-        a = solve_triangular(self.U_, Q, trans="T", check_finite=False)
-        b = solve_triangular(self.R_, Q, trans="T", check_finite=False)
-        reduction = np.einsum("mr,mr->r", b, b) - np.einsum("mr,mr->r", a, a)
-        prior = np.concatenate([prior_local, [prior_total],
-                                prior_forces.ravel() if forces else []])
-        var = np.maximum(prior + reduction, 0.0)
-        out = {"energies_std": np.sqrt(var[:n]), "energy_std": float(np.sqrt(var[n]))}
-        if forces:
-            out["forces_std"] = np.sqrt(var[n + 1:]).reshape(n, 3)
+            out["forces"] = F
+        if stress and atoms.pbc.all():
+            W = 0.5 * (W + W.T) / atoms.get_volume()
+            out["stress"] = W[_VOIGT_A, _VOIGT_B]
+        if not std:
+            return out
+        res = {}
+        if want_e:
+            var_local = prior_local.copy()
+            total_row = np.zeros(M)
+            for s, blk in Kl.items():
+                var_local[spec_all == s] -= self._local_reduction(fac, s, blk)
+                total_row += blk.sum(axis=0)
+            var_total = prior_total - float(self._reduction(fac, total_row[None])[0])
+            res["energies_std"] = np.sqrt(np.maximum(var_local, 0.0))
+            res["energy_std"] = float(np.sqrt(max(var_total, 0.0)))
+            res["energy_std_predictive"] = float(np.sqrt(
+                res["energy_std"] ** 2 + (self.sigma_energy * np.sqrt(n)) ** 2))
+        if want_f:
+            var_f = prior_forces.ravel() - self._reduction(fac, Lf.reshape(3 * n, M))
+            res["forces_std"] = np.sqrt(np.maximum(var_f, 0.0)).reshape(n, 3)
+            res["forces_std_predictive"] = np.sqrt(res["forces_std"] ** 2
+                                                   + self.sigma_force ** 2)
+        out["std"] = res
         return out
 
     def _accumulate(self, frames, targets, indices, folds=None, evaluation=False,
@@ -923,11 +1115,30 @@ class SparseGPR:
                          info={"training": self.training_summary_})
 
     def evaluate(self, atoms, forces=True, stress=True, nl=None, min_distance=None,
-                 check=True, virials=False):
-        """Energy, per-atom energies, forces, stress: :meth:`Potential.evaluate`."""
-        return self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
-                                        min_distance=min_distance, check=check,
-                                        virials=virials)
+                 check=True, uncertainty=None, virials=False):
+        """Energy (eV), per-atom energies (eV), forces (eV/Å), stress (Voigt, eV/Å³).
+
+        Without ``uncertainty`` this is :meth:`Potential.evaluate` (the prediction core).
+        ``uncertainty`` adds posterior stds (see :meth:`uncertainty`) from the same
+        descriptor pass: None/False (none), "energy" (``energies_std``, ``energy_std``,
+        ``energy_std_predictive``), "forces" (``forces_std``, ``forces_std_predictive``)
+        or True / "all" (both). ``virials``: per-atom virials (prediction core only).
+        """
+        self._check_fitted()
+        std = _std_request(uncertainty)
+        if not std:
+            return self.potential_.evaluate(atoms, forces=forces, stress=stress, nl=nl,
+                                            min_distance=min_distance, check=check,
+                                            virials=virials)
+        if virials:
+            raise ValueError("per-atom virials are not computed together with uncertainties")
+        md = self.min_distance if min_distance is None else min_distance
+        if check:
+            check_atoms(atoms, md if nl is None else 0.0)
+        nl = self._neighbors(atoms) if nl is None else nl
+        out = self._predict(atoms, nl, forces, stress, std)
+        out.update(out.pop("std"))
+        return out
 
     def predict(self, frames):
         """Energies (n_frames,), forces (list of (n, 3)), stresses (list of (6,) or None)."""

@@ -47,6 +47,9 @@ def write_npz_atomic(path, header: dict, arrays: dict):
     payload["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)     # mkstemp's 0600 → what a normal open() gives
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
@@ -65,7 +68,10 @@ def read_npz(path, expect_format: str = FORMAT, max_version: int = FORMAT_VERSIO
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise ModelFileError(f"{path}: a bare array file (.npy), not a gapcalc model (.npz)")
+        with z:
             names = list(z.files)
             if "header" not in names:
                 raise ModelFileError(f"{path}: not a gapcalc model (no header)")

@@ -78,6 +78,36 @@ class DotProduct:
         GX *= dK[centres][:, None, :]
         return GX
 
+    def energy_gradient_rows(self, P, X, alpha, rows=False, derivative=False):
+        """:meth:`energy_and_gradient` plus, for uncertainties, the kernel rows.
+
+        Returns ε (N,), w (N, D), K = k(P, X) (N, M) if ``rows`` else None, and
+        dK = δ²ζ (p·x)^{ζ−1} (N, M) if ``derivative`` else None (∂k/∂p = dK x); the
+        rows reuse the products of the energy pass.
+        """
+        if not (rows or derivative) or self.zeta in (1, 2) or not isinstance(self.zeta, int):
+            eps, w = self.energy_and_gradient(P, X, alpha)
+            S = P @ X.T if (rows or derivative) else None
+            K = self.delta ** 2 * S ** self.zeta if rows else None
+            dK = self.zeta * self.delta ** 2 * S ** (self.zeta - 1) if derivative else None
+            return eps, w, K, dK
+        S = P @ X.T
+        Sz1 = _power(S, self.zeta - 1)
+        Sa = Sz1 * alpha
+        eps = self.delta ** 2 * np.einsum("im,im->i", Sa, S)
+        w = (self.zeta * self.delta ** 2) * (Sa @ X)
+        K = (self.delta ** 2) * (Sz1 * S) if rows else None
+        dK = (self.zeta * self.delta ** 2) * Sz1 if derivative else None
+        return eps, w, K, dK
+
+    def contract_centre(self, G, X, p, k, dk):
+        """Σ_f G[r, a, f] ∂k(p, x_m)/∂p_f for the gradients G (n, 3, D) of one centre with
+        features p (D,), k = k(p, X) (M,), dk = δ²ζ (p·x)^{ζ−1} (M,) → (n, 3, M)."""
+        n = G.shape[0]
+        T = G.reshape(3 * n, -1) @ X.T
+        T *= dk
+        return T.reshape(n, 3, -1)
+
     def energy_and_gradient(self, P, X, alpha):
         """ε (N,) and w = ∂ε/∂P (N, D) for weights alpha (M,)."""
         if self.zeta == 1:
@@ -147,6 +177,19 @@ class SquaredExponential:
         GP = np.einsum("rad,rd->ra", G, P[centres])
         GX = (GX - GP[:, :, None]) * (K[centres][:, None, :] / self.theta ** 2)
         return GX
+
+    def energy_gradient_rows(self, P, X, alpha, rows=False, derivative=False):
+        """As :meth:`DotProduct.energy_gradient_rows`; dK is k itself (∂k/∂p = k (x−p)/θ²)."""
+        eps, w = self.energy_and_gradient(P, X, alpha)
+        K = self(P, X) if (rows or derivative) else None
+        return eps, w, K, K
+
+    def contract_centre(self, G, X, p, k, dk):
+        n = G.shape[0]
+        T = G.reshape(3 * n, -1) @ X.T
+        T -= (G.reshape(3 * n, -1) @ p)[:, None]
+        T *= k / self.theta ** 2
+        return T.reshape(n, 3, -1)
 
     def energy_and_gradient(self, P, X, alpha):
         K = self(P, X)

@@ -54,13 +54,45 @@ def make_dynamics(atoms, ensemble="langevin", temperature=300.0, timestep=1.0, p
     raise ValueError(f"unknown ensemble {ensemble!r}: nve, langevin or npt")
 
 
+def _frame_writer(atoms, path):
+    """Observer appending ``atoms`` (with energy, forces, stress) to a text trajectory.
+
+    The format follows the suffix (``.xyz`` → extended XYZ, as ``ase.io.write``); the
+    file is started empty."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+    fmt = "extxyz" if str(path).lower().endswith(".xyz") else None
+    open(path, "w").close()
+
+    def write_frame():
+        snap = atoms.copy()
+        calc = atoms.calc
+        res = {k: calc.results[k] for k in ("energy", "forces", "stress")
+               if calc is not None and k in calc.results}
+        snap.calc = SinglePointCalculator(snap, **res)
+        write(path, snap, format=fmt, append=True)
+    return write_frame
+
+
 def run_md(atoms, steps=1000, temperature=300.0, timestep=1.0, ensemble="langevin",
-           trajectory=None, log_interval=100, pressure=0.0, seed=0, init_velocities=True):
-    """Run MD on ``atoms`` (with a calculator attached); logs progress; returns a summary."""
+           trajectory=None, log_interval=100, pressure=0.0, seed=0, init_velocities=True,
+           trajectory_interval=None, monitor=None):
+    """Run MD on ``atoms`` (with a calculator attached); logs progress; returns a summary.
+
+    trajectory : file written every ``trajectory_interval`` steps (default
+    ``log_interval``): ASE's binary format for ``.traj``, otherwise the format of the
+    suffix (``.xyz``: extended XYZ with energy, forces and stress).
+    monitor : optional callable() → str, appended to every progress line (e.g. the
+    largest per-atom σ_F).
+    """
     if init_velocities and not np.any(atoms.get_momenta()):
         thermalize(atoms, temperature, np.random.default_rng(seed))
+    every = int(trajectory_interval or log_interval)
+    binary = trajectory is None or str(trajectory).lower().endswith(".traj")
     dyn = make_dynamics(atoms, ensemble, temperature, timestep, pressure, seed=seed,
-                        trajectory=trajectory, interval=log_interval)
+                        trajectory=trajectory if binary else None, interval=every)
+    if not binary:
+        dyn.attach(_frame_writer(atoms, trajectory), interval=every)
     n = len(atoms)
     t0 = time.perf_counter()
     state = {"last_t": t0, "last_step": 0}
@@ -79,6 +111,8 @@ def run_md(atoms, steps=1000, temperature=300.0, timestep=1.0, ensemble="langevi
             msg += (f"  {rate:7.1f} steps/s  {rate * timestep * 86400e-6:7.3f} ns/day  "
                     f"{1e6 / rate / n:7.1f} µs/atom/step")
         state["last_t"], state["last_step"] = now, step
+        if monitor is not None:
+            msg += "  " + monitor()
         log.info(msg)
 
     dyn.attach(report, interval=log_interval)

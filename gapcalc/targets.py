@@ -16,6 +16,11 @@ priority, by ``config_type_sigma[config_type]`` (a dict with keys ``energy``,
 ``force``, ``virial``) and by the per-frame info keys ``energy_sigma``,
 ``force_sigma``, ``virial_sigma`` (same units as the defaults). A per-atom boolean
 array ``force_mask`` (True = leave this atom's force out, as gap_fit) is honoured.
+
+Frames with an energy but no forces (common in DFT databases; gap_fit uses them) train on
+their energy (and virial) alone. :func:`check_targets` warns about frames without
+forces and about physically implausible magnitudes (e.g. a stress in kbar or GPa read
+as eV/Å³, forces in eV/bohr·1000, energies in meV), naming the frames.
 """
 from __future__ import annotations
 
@@ -23,7 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import logging
+
 from .neighbors import neighbor_list
+
+log = logging.getLogger(__name__)
+
+SIGMA_KEYS = ("energy", "force", "virial")
+
+# beyond these, a number is almost certainly in the wrong unit (see check_targets)
+PLAUSIBLE = {"force": 50.0,            # eV/Å, largest force component
+             "stress": 1.0,            # eV/Å³ (160 GPa), largest stress component
+             "energy_spread": 20.0}    # eV/atom, spread of per-atom energies in one data set
 
 
 class FrameError(ValueError):
@@ -94,7 +110,7 @@ def _calc_result(atoms, name):
 
 
 def read_targets(atoms, index: int, keys: TargetKeys, sigma: dict, config_type_sigma=None,
-                 require_forces: bool = True) -> Targets:
+                 require_forces: bool = False) -> Targets:
     """Targets and noise of frame ``index``; FrameError names the frame and the problem."""
     where = f"frame {index}"
     n = len(atoms)
@@ -154,7 +170,12 @@ def read_targets(atoms, index: int, keys: TargetKeys, sigma: dict, config_type_s
     config_type = str(atoms.info.get("config_type", "default"))
     s = dict(sigma)
     if config_type_sigma and config_type in config_type_sigma:
-        s.update(config_type_sigma[config_type])
+        over = config_type_sigma[config_type]
+        bad = sorted(set(over) - set(SIGMA_KEYS)) if isinstance(over, dict) else over
+        if bad:
+            raise FrameError(f"config_type_sigma[{config_type!r}]: unknown key(s) {bad} "
+                             f"(use {list(SIGMA_KEYS)})")
+        s.update(over)
     for name in ("energy", "force", "virial"):
         if f"{name}_sigma" in atoms.info:
             s[name] = float(atoms.info[f"{name}_sigma"])
@@ -164,3 +185,78 @@ def read_targets(atoms, index: int, keys: TargetKeys, sigma: dict, config_type_s
     use = None if mask is None else ~np.asarray(mask, dtype=bool)
     return Targets(index, energy, forces, virial, s["energy"] * np.sqrt(n), s["force"],
                    s["virial"] * np.sqrt(n), use, config_type)
+
+
+def check_config_type_sigma(config_type_sigma, config_types):
+    """Raise ValueError for unknown config types or keys in ``config_type_sigma``.
+
+    config_types : the config types present in the training frames."""
+    if not config_type_sigma:
+        return
+    if not isinstance(config_type_sigma, dict):
+        raise ValueError("config_type_sigma must be a mapping {config_type: {key: sigma}}")
+    unknown = sorted(set(config_type_sigma) - set(config_types))
+    if unknown:
+        raise ValueError(f"config_type_sigma names config type(s) {unknown} that no training "
+                         f"frame has (present: {sorted(set(config_types))})")
+    for ct, over in config_type_sigma.items():
+        if not isinstance(over, dict):
+            raise ValueError(f"config_type_sigma[{ct!r}] must be a mapping like "
+                             '{"energy": 0.003, "force": 0.15}')
+        bad = sorted(set(over) - set(SIGMA_KEYS))
+        if bad:
+            raise ValueError(f"config_type_sigma[{ct!r}]: unknown key(s) {bad} (use "
+                             f"{list(SIGMA_KEYS)})")
+        for k, v in over.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ValueError(f"config_type_sigma[{ct!r}][{k!r}] must be a number > 0, "
+                                 f"got {v!r}")
+
+
+def check_targets(frames, targets) -> list[str]:
+    """Warnings (also logged) about targets that are absent or implausible; returns them.
+
+    * frames without forces (trained on energy/virial only);
+    * a force component above 50 eV/Å (eV/bohr, kcal/mol/Å, meV/Å?);
+    * a stress component above 1 eV/Å³ = 160 GPa (kbar or GPa read as eV/Å³?);
+    * per-atom energies spread over more than 20 eV/atom (meV, or mixed references?).
+    """
+    out = []
+
+    def frames_text(idx):
+        idx = [int(i) for i in idx]
+        return ", ".join(map(str, idx[:5])) + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
+
+    no_f = [t.index for k, t in enumerate(targets) if t.forces is None and len(frames[k]) > 1]
+    if no_f:
+        out.append(f"{len(no_f)} of {len(targets)} frames have no forces (frames "
+                   f"{frames_text(no_f)}): they train on their energy (and virial) only")
+    big_f = [t.index for t in targets if t.forces is not None and len(t.forces)
+             and np.abs(t.forces).max() > PLAUSIBLE["force"]]
+    if big_f:
+        fmax = max(float(np.abs(t.forces).max()) for t in targets if t.index in set(big_f))
+        out.append(f"force components up to {fmax:.3g} eV/Å in frames {frames_text(big_f)}: "
+                   f"physically implausible above {PLAUSIBLE['force']:g} eV/Å (forces in "
+                   "another unit?)")
+    big_s = []
+    smax = 0.0
+    for k, t in enumerate(targets):
+        if t.virial is not None:
+            s = np.abs(t.virial).max() / frames[k].get_volume()
+            if s > PLAUSIBLE["stress"]:
+                big_s.append(t.index)
+                smax = max(smax, float(s))
+    if big_s:
+        out.append(f"stress components up to {smax:.3g} eV/Å³ ({smax * 160.21766:.3g} GPa) in "
+                   f"frames {frames_text(big_s)}: implausible above {PLAUSIBLE['stress']:g} "
+                   "eV/Å³ — a stress in kbar or GPa read as eV/Å³? (ASE's extxyz stress is "
+                   "eV/Å³; set virial_key/stress_key or convert)")
+    per_atom = np.array([t.energy / len(frames[k]) for k, t in enumerate(targets)])
+    if len(per_atom) > 1 and np.ptp(per_atom) > PLAUSIBLE["energy_spread"]:
+        out.append(f"energies per atom span {np.ptp(per_atom):.3g} eV/atom (from "
+                   f"{per_atom.min():.4g} to {per_atom.max():.4g}): implausible above "
+                   f"{PLAUSIBLE['energy_spread']:g} eV/atom (energies in another unit, or "
+                   "references mixed?)")
+    for w in out:
+        log.warning("training data: %s", w)
+    return out

@@ -72,6 +72,14 @@ def main(argv=None):
     log.info("fit %.0f s\ntrain\n%s\ntest\n%s", fit_s, gapcalc.metrics.format_table(tab_train),
              gapcalc.metrics.format_table(tab_test))
 
+    # a committed subset of the test frames (2 per temperature) for tests/test_potentials.py
+    import ase.io
+    check_path = T.DATA / "cu_emt" / "cu_emt_test_subset.xyz"
+    check_path.parent.mkdir(exist_ok=True)
+    subset = [f for k in range(len(TEMPERATURES)) for f in test[k * a.n_test:k * a.n_test + 2]]
+    ase.io.write(check_path, subset, format="extxyz")
+    check = T.check_record(out, check_path)
+
     from ase.build import bulk
     speed = []
     mach = T.machine()
@@ -85,7 +93,7 @@ def main(argv=None):
     M = T.model_numbers(model)
     summary = {"name": "Cu", "file": out.name, "file_size_MB": size, "sha256": sha,
                "fit_seconds": round(fit_s, 1), "train": T.compact(tab_train),
-               "test": T.compact(tab_test), "md_speed": [r for _, r in speed],
+               "test": T.compact(tab_test), "check": check, "md_speed": [r for _, r in speed],
                "machine": mach, **M}
     soap = ", ".join(f"{k} {v}" for k, v in SOAP_PARAMS.items())
     speed_text = (T.markdown_speed(speed) + "\n\nMachine: " + T.machine_text(mach) + ".\n"
@@ -132,6 +140,9 @@ Energies per atom, forces per Cartesian component, stress per Voigt component.
 {T.markdown_errors(tab_test, 'Test set (fresh frames, independent MD runs)')}
 
 {T.markdown_errors(tab_train, 'Training set')}
+
+{T.check_text(check)} (`{T.rel(check_path)}` holds the first 2 test frames of each
+temperature, written by this script.)
 
 ## Speed
 

@@ -94,6 +94,7 @@ def main(argv=None):
     size = T.file_size_mb(out)
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
     log.info("wrote %s (%.2f MB)", out, size)
+    chosen["check"] = T.check_record(out, data / "si_mlearn_test.xyz")
 
     # --- MD speed: 216-atom diamond cell (3x3x3 conventional), 300 K Langevin
     from ase.build import bulk
@@ -146,7 +147,7 @@ def write_card(card, out, model, chosen, fits, ratio, size, sha, speed, mach, a,
         "name": "Si", "file": out.name, "file_size_MB": size, "sha256": sha,
         "fit_seconds": round(chosen["fit_s"], 1), "two_body": tb,
         "train": T.compact(chosen["train"]), "test": T.compact(chosen["test"]),
-        "md_speed": [r for _, r in speed], "machine": mach, **M,
+        "check": chosen["check"], "md_speed": [r for _, r in speed], "machine": mach, **M,
     }
     res = validation.get("si_elastic", (None,))[0]
     if res:
@@ -204,6 +205,8 @@ Energies per atom, forces per Cartesian component, stress per Voigt component.
 
 For comparison, Zuo *et al.* report their gap_fit GAP errors on this same test split (their
 Table 2); see the paper for the values — they were not re-measured here.
+
+{T.check_text(chosen['check'])}
 
 ## Validation: lattice constant, vacancy, elastic constants
 

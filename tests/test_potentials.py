@@ -118,3 +118,33 @@ def test_held_out_errors_as_on_card(name):
 
 def test_shipped_files_are_world_readable(name):
     assert (POT / f"{name}.npz").stat().st_mode & 0o044 == 0o044
+
+
+def test_shipped_file_reproduces_card_errors(name):
+    """The card's "check" record: the shipped file's errors on committed frames, to 1e-6."""
+    import ase.io
+    from gapcalc.metrics import error_table
+    rec = card_summary(name).get("check")
+    assert rec, f"{name}.md has no check record: rerun potentials/train_{name.lower()}.py"
+    frames = ase.io.read(REPO / rec["data"], ":")
+    table = error_table(gapcalc.load(name).model, [frames[i] for i in rec["frames"]])
+    for key, ref in rec["overall"].items():
+        got = table["overall"][key]
+        if ref is None:
+            assert got is None, key
+        else:
+            assert got == pytest.approx(ref, rel=1e-6, abs=1e-12), (name, key)
+
+
+def test_readme_lists_every_shipped_potential_and_example():
+    from gapcalc.potentials import available
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for pot in available():
+        assert f'gapcalc.load("{pot}")' in readme, pot
+    for ex in sorted((REPO / "md_examples").glob("*.py")):
+        assert f"`{ex.name}`" in readme, ex.name
+
+
+def test_no_stray_index_files():
+    assert not list((REPO / "benchmarks").rglob("*.idx"))
+    assert "*.idx" in (REPO / ".gitignore").read_text().splitlines()

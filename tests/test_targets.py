@@ -64,11 +64,10 @@ def test_missing_energy_and_forces():
     no_e.arrays["forces"] = np.zeros((len(no_e), 3))
     with pytest.raises(FrameError, match="frame 1: no energy"):
         fit([good(), no_e])
-    no_f = at.copy()
+    no_f = at.copy()              # energy without forces trains (test_energy_only_frames_train)
     no_f.calc = None
     no_f.info["energy"] = -1.0
-    with pytest.raises(FrameError, match="frame 0: no forces"):
-        fit([no_f])
+    fit([good(), no_f])
 
 
 def test_nan_targets():
@@ -128,3 +127,52 @@ def test_sigma_overrides():
     at.arrays["force_mask"] = np.array([True, False, False, False])
     t = read_targets(at, 0, TargetKeys(), SIG)
     np.testing.assert_array_equal(t.force_mask, [False, True, True, True])
+
+
+def emt_labelled(seed):
+    from ase.calculators.emt import EMT
+    from gapcalc.datasets import label
+    at = bulk("Cu", cubic=True)
+    at.rattle(0.1, seed=seed)
+    return label(at, EMT())
+
+
+def test_energy_only_frames_train(caplog):
+    """Frames with an energy but no forces (DFT databases) train on their energy."""
+    import logging
+    frames = [emt_labelled(s) for s in range(3)]
+    no_f = emt_labelled(7)
+    e = no_f.get_potential_energy()
+    no_f.calc = None
+    no_f.info["energy"] = e + 0.5          # an energy the others do not explain
+    caplog.set_level(logging.WARNING)
+    with_e = fit(frames + [no_f])
+    without = fit(frames)
+    assert any("have no forces" in r.getMessage() for r in caplog.records)
+    pred_with = with_e.evaluate(no_f)["energy"]
+    pred_without = without.evaluate(no_f)["energy"]
+    assert abs(pred_with - (e + 0.5)) < abs(pred_without - (e + 0.5))   # it was learned
+
+
+def test_implausible_stress_warns(caplog):
+    import logging
+    from gapcalc.targets import check_targets
+    frames = [good() for _ in range(2)]
+    kbar = frames[1]
+    stress = kbar.get_stress()
+    kbar.calc.results["stress"] = stress * 1602.1766 + np.array([50.0, 50, 50, 0, 0, 0])
+    caplog.set_level(logging.WARNING)
+    from gapcalc import SparseGPR
+    targets = SparseGPR().read(frames)
+    msgs = check_targets(frames, targets)
+    assert any("kbar" in m and "frames 1" in m for m in msgs)
+    assert any("kbar" in r.getMessage() for r in caplog.records)
+
+
+def test_config_type_sigma_unknown_key_is_an_error():
+    at = good()
+    at.info["config_type"] = "bulk"
+    model = SparseGPR(SOAP(["Cu"], cutoff=3.5, n_max=3, l_max=2), n_sparse=5,
+                      config_type_sigma={"bulk": {"forces": 0.1}})
+    with pytest.raises(FrameError, match="unknown key"):
+        model.fit([at])

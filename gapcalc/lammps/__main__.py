@@ -1,0 +1,4 @@
+"""``mpirun -np N python -m gapcalc.lammps -in in.lmp [-var NAME VALUE ...]``."""
+from .script import main
+
+main()

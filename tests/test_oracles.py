@@ -1,0 +1,44 @@
+"""Real-code oracles (gapcalc.oracles): GFN2-xTB through tblite in the learning loop."""
+import numpy as np
+import pytest
+
+from gapcalc import SOAP, SparseGPR
+from gapcalc.oracles import make_tblite
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown xTB method"):
+        make_tblite("GFN3-xTB")
+
+
+def test_otf_steps_with_gfn2_xtb(tmp_path):
+    pytest.importorskip("tblite")
+    from ase import units
+    from ase.build import molecule
+    from ase.md.verlet import VelocityVerlet
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from gapcalc.active import OnTheFly, make_oracle
+
+    oracle = make_oracle("gapcalc.oracles:make_gfn2")       # the documented --oracle form
+    assert type(oracle).__name__ == "TBLite"
+    atoms = molecule("H2O")
+    atoms.center(vacuum=4.0)
+    model = SparseGPR(SOAP([1, 8], cutoff=3.0, n_max=3, l_max=2, atom_sigma=0.5),
+                      sigma_energy=0.001, sigma_force=0.02, n_sparse=5)
+    otf = OnTheFly(model, oracle, threshold=0.05, run_dir=tmp_path / "run", max_calls=3,
+                   n_sparse_initial=3, n_sparse_add=1)
+    atoms.calc = otf
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    otf.attach(dyn)
+    dyn.run(6)
+    assert 1 <= otf.n_calls_ <= 3
+    # every learning frame carries GFN2-xTB's own forces (recomputed independently), and
+    # the model was fitted on them
+    ref = otf.frames_[-1]
+    assert otf.model.training_summary_["n_frames"] == otf.n_calls_
+    xtb = make_tblite("GFN2-xTB")
+    at = ref.copy()
+    at.calc = xtb
+    np.testing.assert_allclose(at.get_forces(), ref.get_forces(), atol=1e-4)  # SCC tolerance
+    assert (tmp_path / "run" / "train.xyz").exists()
