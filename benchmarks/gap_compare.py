@@ -186,7 +186,7 @@ def make_gapcalc_model(variant: str, n_sparse: int, species, radial_basis: str =
 
 
 def worker_gapcalc(dataset: str, variant: str, workdir: Path, radial_basis: str = "gto",
-                   recipe: bool = False) -> dict:
+                   recipe: bool = False, seed: int | None = None) -> dict:
     train_path, _ = dataset_files(dataset, workdir.parent)
     workdir.mkdir(parents=True, exist_ok=True)
     frames = read_frames(train_path)
@@ -201,6 +201,8 @@ def worker_gapcalc(dataset: str, variant: str, workdir: Path, radial_basis: str 
         (workdir / "recipe.txt").write_text(" ".join(cmd[1:]) + "\n")
     else:
         model = make_gapcalc_model(variant, N_SPARSE[dataset], species, radial_basis)
+    if seed is not None:                 # gapcalc's sparse-point seed (spread of results)
+        model.seed = seed
     c0, t0 = time.process_time(), time.perf_counter()
     model.fit(frames)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
@@ -213,7 +215,7 @@ def worker_gapcalc(dataset: str, variant: str, workdir: Path, radial_basis: str 
             "variant": variant, "fit_cpu_s": cpu,
             "fit_wall_s": wall,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "model": str(path), "recipe": recipe,
+            "model": str(path), "recipe": recipe, "seed": model.seed,
             "training_summary": getattr(model, "training_summary_", None),
             "M": int(model.M_)}
 
@@ -263,7 +265,7 @@ def run_worker(opts) -> None:
         res = worker_gap_fit(opts.dataset, opts.variant, workdir, opts.quip_radial_basis)
     elif opts.worker == "gapcalc":
         res = worker_gapcalc(opts.dataset, opts.variant, workdir, opts.radial_basis,
-                             opts.recipe)
+                             opts.recipe, opts.seed)
     else:  # evaluate
         res = worker_evaluate(opts.code, opts.model, opts.dataset, workdir)
     Path(opts.result).write_text(json.dumps(res, indent=1))
@@ -295,7 +297,8 @@ def measure(dataset, variant, code, opts) -> dict | None:
     basis = opts.radial_basis if code == "gapcalc" else "gto"
     wd = base / (f"{dataset}_{variant}_{code}" + (f"_{basis}" if basis != "gto" else "")
                  + (f"_M{opts.n_sparse}" if opts.n_sparse else "")
-                 + ("_recipe" if opts.recipe and code == "gapcalc" else ""))
+                 + ("_recipe" if opts.recipe and code == "gapcalc" else "")
+                 + (f"_s{opts.seed}" if opts.seed is not None and code == "gapcalc" else ""))
     wd.mkdir(parents=True, exist_ok=True)
     fit_json, eval_json = wd / "fit.json", wd / "eval.json"
     if opts.reuse and fit_json.exists():
@@ -308,6 +311,8 @@ def measure(dataset, variant, code, opts) -> dict | None:
                  if code == "gap_fit" and opts.quip_radial_basis else [])
         if code == "gapcalc":
             extra = ["--radial-basis", opts.radial_basis] + (["--recipe"] if opts.recipe else [])
+            if opts.seed is not None:
+                extra += ["--seed", str(opts.seed)]
         if opts.n_sparse:
             extra += ["--n-sparse", str(opts.n_sparse)]
         fit = spawn(["--worker", code, "--dataset", dataset, "--variant", variant,
@@ -404,6 +409,9 @@ def parse_args(argv=None):
     p.add_argument("--n-sparse", type=int, default=None,
                    help="SOAP sparse points per species for both codes (default: 1000 si, "
                         "500 cu): a smaller, same-recipe comparison")
+    p.add_argument("--seed", type=int, default=None,
+                   help="gapcalc's random seed (sparse points) instead of the recipe's: "
+                        "repeat with several seeds to see the spread of the errors")
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished fits/evaluations found in --workdir")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per subprocess")

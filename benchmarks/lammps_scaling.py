@@ -266,7 +266,14 @@ def fit_scaling_model(rows, over):
     t_red = min(f[2] for f in folds) if folds else 0.0
     model_us = [mean_rank(r, "model_median") / mean_rank(r, "nlocal") * 1e6 for r in rows
                 if r["kind"] == "lammps" and r["system"] == "Cu" and r["ranks"] == 1]
+    # bounds from the 1-rank points alone (no second rank competing for the cores):
+    # all non-model time of the smallest cell charged to its ghosts, and of the largest
+    # cell to its owned atoms
+    one = sorted((p for p in pts if p[4] == 1), key=lambda p: p[0])
+    b_bound = one[0][3] / one[0][1] if one else coef[1]
+    a_bound = (one[-1][3] - b_bound * one[-1][1]) / one[-1][0] if one else coef[0]
     return dict(a=coef[0], b=coef[1], c=coef[2], alpha=alpha, beta=beta, t_allreduce=t_red,
+                a_bound=max(a_bound, 0.0), b_bound=b_bound,
                 model_us_per_atom=min(model_us) if model_us else 70.0, points=len(pts))
 
 
@@ -298,6 +305,7 @@ def predict_efficiency(fit, n_total=1_000_000, ranks=(2, 64, 1024), skin=SKIN,
 
 def report_model(rows, over):
     fit = fit_scaling_model(rows, over)
+    bound = dict(fit, a=fit["a_bound"], b=fit["b_bound"], c=0.0)
     print("\n## scaling model (Cu, fitted to the points above)\n")
     print(f"t_other = a·n_owned + b·n_ghost + c: a = {fit['a'] * 1e6:.3f} µs, "
           f"b = {fit['b'] * 1e6:.3f} µs, c = {fit['c'] * 1e3:.3f} ms ({fit['points']} rank "
@@ -313,6 +321,12 @@ def report_model(rows, over):
     idle = predict_efficiency(fit, model_us=70.0)
     print("\nwith the idle-machine model cost (70 µs/atom, RESULTS §4): " +
           ", ".join(f"P={p['P']}: {p['eff_shm']:.3f} / {p['eff_net']:.3f}" for p in idle))
+    print(f"\n1-rank bounds: b ≤ {fit['b_bound'] * 1e6:.3f} µs per ghost (smallest cell: all "
+          f"its non-model time charged to ghosts), then a = {fit['a_bound'] * 1e6:.3f} µs per "
+          "owned atom (largest cell); efficiency with these, measured / network α, β, "
+          "model 70 µs/atom: " +
+          ", ".join(f"P={p['P']}: {p['eff_shm']:.3f} / {p['eff_net']:.3f}"
+                    for p in predict_efficiency(bound, model_us=70.0)))
     return fit
 
 

@@ -90,7 +90,6 @@ def run(args):
     t0, c0 = time.perf_counter(), cpu_seconds()
     if args.audit:
         # same run as active.learn, with the audit hook set before the first step
-        from gapcalc.md import thermalize
         orig = active.OnTheFly.__init__
 
         def init(self, *a, **k):
@@ -111,6 +110,7 @@ def run(args):
            "learning_calls": otf.n_calls_, "oracle_counted": type(oracle).calls,
            "checks": c["n_checks"], "check_s": c["check_s"], "md_s": round(md_s, 2),
            "uncertainty_fraction_of_md": round(c["check_s"] / md_s, 3),
+           "session": getattr(otf, "session_", None),
            "status": otf.status_, "stop_reason": otf.stop_reason(), "M": otf.model.M_,
            "calls_at": [h["step"] for h in otf.history_ if "call" in h],
            "threshold": otf.threshold_ev, "check_interval": otf.check_interval,

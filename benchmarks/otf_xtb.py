@@ -44,8 +44,8 @@ SYSTEMS = {
     # learning-run settings per system
     "water": dict(temperature=300.0, timestep=0.5, steps=1500, threshold=0.35,
                   check_interval=1, min_interval=3, max_calls=30, gap_ps=20.0, friction=0.05),
-    "ethanol": dict(temperature=500.0, timestep=0.5, steps=4000, threshold=0.3,
-                    check_interval=1, min_interval=2, max_calls=40, gap_ps=10.0,
+    "ethanol": dict(temperature=500.0, timestep=0.5, steps=3000, threshold=0.15,
+                    check_interval=1, min_interval=1, max_calls=100, gap_ps=10.0,
                     friction=0.05),
 }
 
@@ -212,10 +212,17 @@ def stage_gap_md(system, cfg, out: Path, ps):
 
     dyn.attach(keep, interval=every)
     t0 = time.perf_counter()
-    dyn.run(steps)
+    failure = None
+    try:
+        dyn.run(steps)
+    except Exception as exc:      # e.g. atoms too close: the model left its data
+        failure = f"step {dyn.nsteps}: {exc}"
+        log.error("gapcalc MD stopped at %s", failure)
     wall = time.perf_counter() - t0
+    done = max(int(dyn.nsteps), 1)
     write(out / "gap_md.xyz", frames, format="extxyz")
-    res = {"steps": steps, "ps": ps, "wall_s": wall, "ms_per_step": 1e3 * wall / steps,
+    res = {"steps": done, "steps_planned": steps, "ps": done * cfg["timestep"] / 1e3,
+           "wall_s": wall, "ms_per_step": 1e3 * wall / done, "failure": failure,
            "max_abs_force": maxf[0], "frames": len(frames)}
     (out / "gap_md.json").write_text(json.dumps(res, indent=1))
     return res
@@ -298,7 +305,7 @@ def stage_report(system, cfg, out: Path):
         gres = json.loads(gap_path.read_text())
         res["gap_md"] = gres
         gframes = read(out / "gap_md.xyz", ":")
-        gframes = gframes[len(gframes) // 10:]           # drop the first 10 % (equilibration)
+        gframes = gframes[len(gframes) // 10:] or gframes   # drop the first 10 % (equilibration)
         pair = (8, 8) if system == "water" else None
         r_max = 4.9 if system == "water" else 4.0
         r, g_gap = rdf(gframes, pair, r_max)
@@ -344,6 +351,8 @@ def format_report(res):
              f"Spearman per atom {res['spearman_atom']:.2f}"]
     if "gap_md" in res:
         g, p = res["gap_md"], res["rdf_first_peak"]
+        if g.get("failure"):
+            lines.append(f"  gapcalc MD stopped after {g['ps']:g} ps: {g['failure']}")
         lines.append(f"  gapcalc MD {g['ps']:g} ps at {g['ms_per_step']:.1f} ms/step; first "
                      f"peak gapcalc r = {p['gapcalc_r']:.2f} Å g = {p['gapcalc_g']:.2f}, "
                      f"xTB r = {p['xtb_r']:.2f} Å g = {p['xtb_g']:.2f}")

@@ -119,6 +119,8 @@ def make_oracle(spec: str):
     * ``"lj:sigma=S,epsilon=E[,rc=R]"``: ASE's Lennard-Jones with σ = S Å, ε = E eV,
       cutoff R Å (default 3σ), smoothly cut. Plain ``"lj"`` is refused: ASE's defaults
       (σ = 1 Å, cutoff 3 Å) give zero forces for real solids.
+    * ``"tblite:METHOD"``: GFN2-xTB / GFN1-xTB / IPEA1-xTB through tblite (the ``xtb``
+      extra), :func:`gapcalc.oracles.make_tblite`.
     * ``"module:factory"``: ``factory()`` from ``module``, imported from the working
       directory first, then ``sys.path`` (so ``mycalc.py`` beside you works).
 
@@ -135,6 +137,9 @@ def make_oracle(spec: str):
         p = _lj_params(low[3:])
         return LennardJones(sigma=p["sigma"], epsilon=p["epsilon"],
                             rc=p.get("rc", 3.0 * p["sigma"]), smooth=True)
+    if low.startswith("tblite:"):
+        from .oracles import make_tblite
+        return make_tblite(spec.split(":", 1)[1].strip())
     if ":" in spec:
         mod, name = spec.split(":", 1)
         cwd = os.getcwd()
@@ -261,7 +266,7 @@ class OnTheFly(Calculator):
         ``check_interval`` steps (False).
     safety : headroom wanted, in units of the largest fluctuation of s seen between checks.
     min_interval : at least this many steps between oracle calls.
-    max_calls : the most oracle calls of the run (None: no cap).
+    max_calls : the most oracle calls of the run (None or 0: no cap).
     converge_checks : K checks in a row without a trigger declare convergence (0: never)...
     converge_steps : ... if they span at least this many MD steps.
     monitor_interval : steps between checks once converged or capped (0: none).
@@ -299,7 +304,7 @@ class OnTheFly(Calculator):
         self.adaptive = bool(adaptive)
         self.safety = float(safety)
         self.min_interval = int(min_interval)
-        self.max_calls = None if max_calls is None else int(max_calls)
+        self.max_calls = None if max_calls is None or int(max_calls) <= 0 else int(max_calls)
         self.converge_checks = int(converge_checks)
         self.converge_steps = int(converge_steps)
         self.monitor_interval = int(monitor_interval)
@@ -327,6 +332,7 @@ class OnTheFly(Calculator):
         self.since_stop_ = [0, 0]           # [checks, above threshold] since capped/converged
         self.timers_ = {"model_s": 0.0, "check_s": 0.0, "oracle_s": 0.0, "learn_s": 0.0,
                         "io_s": 0.0}
+        self.cpu_ = dict.fromkeys(self.timers_, 0.0)   # the same, in CPU seconds
         self.n_evaluations_ = 0
         self.validation_: dict | None = None
         self.trajectory_frames_ = 0
@@ -389,13 +395,14 @@ class OnTheFly(Calculator):
         self._observed = step
         if self.run_dir is None or not self._checkpointing:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if (self.trajectory_interval and step % self.trajectory_interval == 0
                 and step > self.last_traj_step_):
             self._write_trajectory(step)
         if self._dirty or (self.checkpoint_interval and step % self.checkpoint_interval == 0):
             self.checkpoint()
         self.timers_["io_s"] += time.perf_counter() - t0
+        self.cpu_["io_s"] += time.process_time() - c0
 
     def _write_trajectory(self, step):
         from ase.io.trajectory import Trajectory
@@ -440,17 +447,19 @@ class OnTheFly(Calculator):
         if self._gap is None or self._gap.model is not self.model:
             self._gap = GAPCalculator(self.model, skin=self.skin)
         gap = self._gap
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         gap.calculate(self.atoms, ["energy", "forces"], all_changes)
         res = dict(gap.results)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         self.timers_["model_s"] += t1 - t0
+        self.cpu_["model_s"] += c1 - c0
         self.n_evaluations_ += 1
         if self.audit is not None:
             self.audit(step, self)
         if step >= self.next_check_ and self._checking():
             unc = self.model.uncertainty(self.atoms, nl=gap._neighbors(self.atoms))
             self.timers_["check_s"] += time.perf_counter() - t1
+            self.cpu_["check_s"] += time.process_time() - c1
             res.update(unc)
             per_atom = np.sqrt(np.mean(unc["forces_std"] ** 2, axis=1))
             max_std = self.calibration * float(per_atom.max())
@@ -555,7 +564,7 @@ class OnTheFly(Calculator):
 
     # ---------------------------------------------------------------- oracle
     def _call_oracle(self, step, reason, max_std, predicted=None, local_std=None) -> bool:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         frame = self.atoms.copy()
         frame.calc = None
         try:
@@ -569,6 +578,7 @@ class OnTheFly(Calculator):
             return False
         t_oracle = time.perf_counter() - t0
         self.timers_["oracle_s"] += t_oracle
+        self.cpu_["oracle_s"] += time.process_time() - c0
         if len(frame) > 1 and not np.any(f):
             log.warning("the oracle returned all-zero forces at step %d: its parameters or "
                         "interaction range probably do not fit this structure (nothing to "
@@ -579,10 +589,11 @@ class OnTheFly(Calculator):
         self.last_call_step_ = step
         if self.run_dir is not None:   # keep the oracle's answer before anything else
             _atomic_write_xyz(self.run_dir / "train.xyz", self.frames_)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         added = self._learn(labelled, local_std)
         t_update = time.perf_counter() - t1
         self.timers_["learn_s"] += t_update
+        self.cpu_["learn_s"] += time.process_time() - c1
         ref_f = labelled.get_forces()
         entry = {"call": self.n_calls_, "step": int(step), "reason": reason,
                  "max_force_std": None if not np.isfinite(max_std) else round(max_std, 6),
@@ -698,7 +709,7 @@ class OnTheFly(Calculator):
                 "status": self.status_, "status_step": self.status_step_,
                 "quiet_checks": self.quiet_checks_, "next_check": self.next_check_,
                 "rates": self.rates_, "since_stop": self.since_stop_,
-                "timers": self.timers_, "n_evaluations": self.n_evaluations_,
+                "timers": self.timers_, "cpu_timers": self.cpu_, "n_evaluations": self.n_evaluations_,
                 "trajectory_frames": self.trajectory_frames_,
                 "last_trajectory_step": self.last_traj_step_,
                 "validation": self.validation_,
@@ -847,6 +858,7 @@ def _run_dynamics(otf, dyn, atoms, total, log_interval):
     timers0 = dict(otf.timers_)
     checks0 = len(otf.checks_)
     cpu0 = time.process_time()
+    cpus0 = dict(otf.cpu_)
 
     def progress():
         now = time.perf_counter()
@@ -870,14 +882,21 @@ def _run_dynamics(otf, dyn, atoms, total, log_interval):
     wall = time.perf_counter() - t0
     c = {k: otf.timers_[k] - timers0.get(k, 0.0) for k in otf.timers_}   # this session
     md_s = max(wall - c["check_s"] - c["oracle_s"] - c["learn_s"] - c["io_s"], 1e-9)
-    otf.session_ = {"wall_s": round(wall, 3), "cpu_s": round(time.process_time() - cpu0, 3),
+    cpu = time.process_time() - cpu0
+    cc = {k: otf.cpu_[k] - cpus0.get(k, 0.0) for k in otf.cpu_}
+    md_cpu = max(cpu - cc["check_s"] - cc["oracle_s"] - cc["learn_s"] - cc["io_s"], 1e-9)
+    otf.session_ = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                    "md_cpu_s": round(md_cpu, 3), "check_cpu_s": round(cc["check_s"], 3),
+                    "uncertainty_fraction_of_md_cpu": round(cc["check_s"] / md_cpu, 3),
                     "md_s": round(md_s, 3),
                     "checks": len(otf.checks_) - checks0,
                     **{k: round(v, 3) for k, v in c.items()}}
-    log.info("learning run done: step %d, %d oracle calls; this session: %.1f s (MD %.1f s, "
+    log.info("learning run done: step %d, %d oracle calls; this session: wall %.1f s (MD %.1f s, "
              "%d uncertainty checks %.1f s = %.0f %% of MD, oracle %.1f s, learning %.1f s, "
-             "files %.1f s)", dyn.nsteps, otf.n_calls_, wall, md_s, otf.session_["checks"],
-             c["check_s"], 100 * c["check_s"] / md_s, c["oracle_s"], c["learn_s"], c["io_s"])
+             "files %.1f s); CPU %.1f s (MD %.1f s, checks %.1f s = %.0f %% of MD)", dyn.nsteps,
+             otf.n_calls_, wall, md_s, otf.session_["checks"], c["check_s"],
+             100 * c["check_s"] / md_s, c["oracle_s"], c["learn_s"], c["io_s"], cpu, md_cpu,
+             cc["check_s"], 100 * cc["check_s"] / md_cpu)
     (log.warning if otf.status_ == "capped" else log.info)("why the oracle calls stopped: %s",
                                                           otf.stop_reason())
     return otf
@@ -909,7 +928,7 @@ def resume(run_dir, oracle=None, steps=None, max_calls=None, log_interval=None,
     oracle : calculator or spec string; needed when the run's oracle was a Python object
         (spec recorded otherwise). steps : the new *total* number of MD steps (needed for
         runs started from Python; default: the run's own). max_calls : a new cap (None:
-        the run's). log_interval : steps between progress lines. make_dynamics : callable
+        the run's; 0: no cap). log_interval : steps between progress lines. make_dynamics : callable
         (atoms) → ASE dynamics, for dynamics other than Langevin / VelocityVerlet.
     """
     from . import load_model_file
@@ -949,7 +968,7 @@ def resume(run_dir, oracle=None, steps=None, max_calls=None, log_interval=None,
             model.fit(frames)
     kwargs = {k: state[k] for k in OnTheFly._SETTINGS if k in state}
     if max_calls is not None:
-        kwargs["max_calls"] = int(max_calls)
+        kwargs["max_calls"] = int(max_calls) or None
     otf = OnTheFly(model, oracle, run_dir=run_dir, **kwargs)
     otf.frames_ = frames
     otf.n_calls_ = max(int(state["calls"]), len(frames))
@@ -964,6 +983,7 @@ def resume(run_dir, oracle=None, steps=None, max_calls=None, log_interval=None,
     otf.rates_ = list(state.get("rates", []))
     otf.since_stop_ = list(state.get("since_stop", [0, 0]))
     otf.timers_.update(state.get("timers", {}))
+    otf.cpu_.update(state.get("cpu_timers", {}))
     otf.n_evaluations_ = int(state.get("n_evaluations", 0))
     otf.validation_ = state.get("validation")
     otf.trajectory_frames_ = int(state.get("trajectory_frames", 0))

@@ -479,23 +479,21 @@ def cmd_curve(a):
 def cmd_md(a):
     from .md import run_md
     from . import load
-    from ase.io import read
     from .potentials import resolve
     resolve(a.model)                    # a clear error before reading anything else
     atoms = _read_one(a.structure)
     calc = load(a.model)
     atoms.calc = calc
-    monitor = None
-    if a.log_uncertainty:
-        def monitor():
-            fs = calc.model.uncertainty(atoms, nl=calc._neighbors(atoms))["forces_std"]
-            per_atom = np.sqrt(np.mean(fs ** 2, axis=1))
-            return (f"max σ_F {per_atom.max():.4f} eV/Å (atom {int(per_atom.argmax())}; latent "
-                    "posterior std)")
+
+    def monitor():
+        fs = calc.model.uncertainty(atoms, nl=calc._neighbors(atoms))["forces_std"]
+        per_atom = np.sqrt(np.mean(fs ** 2, axis=1))
+        return (f"max σ_F {per_atom.max():.4f} eV/Å (atom {int(per_atom.argmax())}; latent "
+                "posterior std)")
     run_md(atoms, steps=a.steps, temperature=a.temperature, timestep=a.timestep,
            ensemble=a.ensemble, trajectory=a.output, log_interval=a.log_interval,
            pressure=a.pressure, seed=a.seed, trajectory_interval=a.trajectory_interval,
-           monitor=monitor)
+           monitor=monitor if a.log_uncertainty else None)
 
 
 def cmd_demo(a):
@@ -583,7 +581,7 @@ def cmd_learn(a):
     given = _learn_settings(a)
     t0 = time.perf_counter()
     if a.resume:
-        state = _check_resume_flags(a, given)
+        _check_resume_flags(a, given)
         run_dir = Path(a.resume)
         otf = active.resume(
             a.resume, oracle=a.oracle if "oracle" in given else None,
@@ -591,10 +589,8 @@ def cmd_learn(a):
             max_calls=a.max_calls if "max_calls" in given else None,
             log_interval=a.log_interval if "log_interval" in given else None)
         validate = 0
-        del state
     else:
         from ase.build import bulk
-        from ase.io import read
         builtin = not a.structure
         atoms = (bulk("Cu", "fcc", 3.61, cubic=True) * (3, 3, 3) if builtin
                  else _read_one(a.structure))
@@ -631,7 +627,9 @@ def cmd_learn(a):
     if ses:
         print(f"  this session: MD {ses['md_s']:.1f} s, {ses['checks']} uncertainty checks "
               f"{ses['check_s']:.1f} s ({100 * ses['check_s'] / max(ses['md_s'], 1e-9):.0f} % "
-              f"of MD), oracle {ses['oracle_s']:.1f} s, learning {ses['learn_s']:.1f} s")
+              f"of MD), oracle {ses['oracle_s']:.1f} s, learning {ses['learn_s']:.1f} s; CPU "
+              f"{ses['cpu_s']:.1f} s: MD {ses['md_cpu_s']:.1f} s, checks {ses['check_cpu_s']:.1f} s"
+              f" ({100 * ses['uncertainty_fraction_of_md_cpu']:.0f} % of MD)")
     print(f"  why the oracle calls stopped: {otf.stop_reason()}")
     for h in otf.history_:
         print(f"  call {h.get('call', '-')}: step {h['step']}, {h['reason']}, max σ_F "

@@ -136,8 +136,9 @@ class _Progress:
             el = now - self.t0
             frac = self.done_rows / self.rows if self.rows else self.done_frames / self.frames
             eta = el * (1 - frac) / frac if frac > 0 else float("nan")
-            log.info("%s: %d/%d frames, %d/%d rows, %.1f s elapsed, ETA %.0f s", self.label,
-                     self.done_frames, self.frames, self.done_rows, self.rows, el, eta)
+            rows = f", {self.done_rows}/{self.rows} rows" if self.rows else ""
+            log.info("%s: %d/%d frames%s, %.1f s elapsed, ETA %.0f s", self.label,
+                     self.done_frames, self.frames, rows, el, eta)
             self.last = now
 
 
@@ -263,13 +264,16 @@ def _choose_sparse(model, prep, client, skip, candidates_per_chunk, progress_eve
     _watch(futs, [(c.count, 0) for c in prep.chunks],
            _Progress("sparse candidates", prep.source.n_frames, 0, progress_every), release=True)
     pool = root.result()
+    log.info("sparse candidates: %d in the merged pool; selecting", pool.size)
     if not pool.complete:
         log.info("sparse candidates thinned to %d per chunk: the pool is not the complete "
                  "uniform sample, so the sparse points may differ from a serial fit's",
                  candidates_per_chunk)
     rng = np.random.default_rng(model.seed)
     rng.bit_generator.advance(int(first[-1]))
+    t0 = time.perf_counter()
     model._select_sparse(pool, rng)
+    prep.select_s = time.perf_counter() - t0
     return pool
 
 
@@ -305,9 +309,13 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
             progress_every=10.0):
     """The Dask counterpart of :meth:`SparseGPR._prepare`: e0, terms, sparse points, U.
 
-    Returns (prep, fit mask) for the rows pass."""
+    Returns (prep, fit mask) for the rows pass; ``prep.phases`` has the wall seconds of
+    each step."""
+    t0 = time.perf_counter()
     prep = _Prepared(model, frames, client, chunk_frames)
+    t1 = time.perf_counter()
     meta = prep.scan(model, client, progress_every)
+    t2 = time.perf_counter()
     species = (SpeciesMap(meta["numbers"]) if model.descriptor is None
                else model._soaps()[0].species)
     iso = meta["isolated"]
@@ -330,6 +338,8 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
         model._select_features(_FramesAt(prep), np.flatnonzero(~iso).tolist())
     _choose_sparse(model, prep, client, iso, candidates_per_chunk, progress_every)
     model.U_ = model._kmm_factor()
+    prep.phases = {"index_s": t1 - t0, "scan_s": t2 - t1, "sparse_s": time.perf_counter() - t2,
+                   "select_s": prep.select_s}
     return prep, ~iso
 
 
@@ -339,7 +349,9 @@ def fit_distributed(model, frames, client, chunk_frames=None, candidates_per_chu
     t_start = time.perf_counter()
     prep, use = prepare(model, frames, client, chunk_frames, candidates_per_chunk,
                         progress_every)
+    t0 = time.perf_counter()
     res = _rows(model, prep, client, ~use, progress_every)
+    t1 = time.perf_counter()
     accs = _accumulators(res, model.M_, model.block_rows)
     triangles = [accs[t].triangle() for t in TYPES]
     meta = prep.meta
@@ -348,8 +360,10 @@ def fit_distributed(model, frames, client, chunk_frames=None, candidates_per_chu
                       n_atoms=int(meta["n_atoms"][use].sum()),
                       config_types={meta["config_type"][k] for k in np.flatnonzero(use)},
                       t_start=t_start)
+    phases = dict(prep.phases, rows_s=t1 - t0, solve_s=time.perf_counter() - t1)
     model.training_summary_["dask"] = {"chunks": len(prep.chunks),
-                                       "workers": _n_workers(client)}
+                                       "workers": _n_workers(client),
+                                       "phases": {k: round(v, 3) for k, v in phases.items()}}
     return model
 
 

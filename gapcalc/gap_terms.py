@@ -18,6 +18,8 @@ Descriptor instances and their energies (w: covariance-cutoff weight, e(x) = Σ_
   virials are the same, per-atom energies differ for order ≥ 3).
 * Glue (QUIP's ``IP Glue``, an EAM form) — ε_i = F_{t_i}(ρ_i) + ½ Σ_j φ_{t_i t_j}(r_ij),
   ρ_i = Σ_j g_{t_j}(r_ij), cubic splines extrapolated linearly.
+* soap without ``species_Z`` in a multi-element model (every element in one neighbour
+  channel) — :class:`PooledSpeciesTerm`, a kernel term on a pooled-species environment.
 
 Covariances (``CovarianceARD``) on instance vectors x (d,), sparse points x_m, weights
 c_m (``sparseCutoff``) and permutations p of the components:
@@ -36,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .descriptors.species import SpeciesMap
-from .potential import register_term
+from .potential import Term, register_term
 
 KINDS = {"ard_se": -1, "pp": 0}
 
@@ -154,46 +156,29 @@ def _pair_energy(r, exponents, cov, x, gx, work, gradients):
     return e, de
 
 
-@njit(cache=True, nogil=True)
-def pair_energy_curve(rs, exponents, cov):
-    """e(r) and de/dr (eV, eV/Å) of a distance_2b covariance at the distances rs (n,)."""
-    d = exponents.shape[0]
-    x, gx, work = np.empty(d), np.empty(d), np.empty(d)
-    e = np.empty(rs.shape[0])
-    de = np.empty(rs.shape[0])
-    for k in range(rs.shape[0]):
-        e[k], de[k] = _pair_energy(rs[k], exponents, cov, x, gx, work, True)
-    return e, de
-
-
-@njit(cache=True, nogil=True)
 def se_pair_curve(rs, power, X, coef, theta, delta2, f0_sum):
-    """e(r), e'(r), e''(r) of a one-dimensional ard_se distance_2b covariance,
-    e = f0_sum + δ² Σ_m coef_m exp(−(x − x_m)²/2θ²) with x = r^power (exact)."""
-    n = rs.shape[0]
-    out = np.empty((n, 3))
-    it2 = 1.0 / (theta * theta)
-    for k in range(n):
-        r = rs[k]
-        if power == 1.0:
-            x, x1, x2 = r, 1.0, 0.0
-        else:
-            x = r ** power
-            x1 = power * r ** (power - 1.0)
-            x2 = power * (power - 1.0) * r ** (power - 2.0)
-        e = 0.0
-        d1 = 0.0
-        d2 = 0.0
-        for m in range(X.shape[0]):
-            u = (x - X[m, 0]) * it2
-            g = coef[m] * math.exp(-0.5 * (x - X[m, 0]) * u)
-            e += g
-            d1 -= g * u
-            d2 += g * (u * u - it2)
-        out[k, 0] = f0_sum + delta2 * e
-        out[k, 1] = delta2 * d1 * x1
-        out[k, 2] = delta2 * (d2 * x1 * x1 + d1 * x2)
-    return out
+    """e(r), e'(r), e''(r) (n, 3) of a one-dimensional ard_se distance_2b covariance,
+    e = f0_sum + δ² Σ_m coef_m exp(−(x − x_m)²/2θ²) with x = r^power, summed in extended
+    precision (np.longdouble) so that the float64 result is correctly rounded even when
+    the α_m cancel (tables built from it then carry no summation noise)."""
+    ld = np.longdouble
+    r = np.asarray(rs, dtype=ld)[:, None]
+    p = ld(power)
+    if power == 1.0:
+        x, x1, x2 = r, ld(1), ld(0)
+    else:
+        x, x1, x2 = r ** p, p * r ** (p - 1), p * (p - 1) * r ** (p - 2)
+    it2 = 1 / ld(theta) ** 2
+    u = (x - np.asarray(X[:, 0], dtype=ld)[None, :]) * it2
+    g = np.asarray(coef, dtype=ld)[None, :] * np.exp(-0.5 * u * u / it2)
+    e = g.sum(axis=1)
+    d1 = -(g * u).sum(axis=1)
+    d2 = (g * (u * u - it2)).sum(axis=1)
+    d = ld(delta2)
+    x1 = np.broadcast_to(x1, r.shape)[:, 0]
+    x2 = np.broadcast_to(x2, r.shape)[:, 0]
+    out = np.stack([ld(f0_sum) + d * e, d * d1 * x1, d * (d2 * x1 * x1 + d1 * x2)], axis=1)
+    return np.ascontiguousarray(out.astype(np.float64))
 
 
 @njit(cache=True, nogil=True)
@@ -670,13 +655,13 @@ class Distance2bTerm(_CovarianceTerm):
 
     def table(self):
         """(r_lo, h, curve): e(r), de/dr and d²e/dr² (curve (n, 3)) on r_lo + k h (Å) up to
-        the cutoff, for quintic-Hermite interpolation, with h halved from 4e-3 Å until the
-        interpolant agrees with the direct sum at every interval's quarter and mid points
-        to 1e-13 of max |e| and 1e-11 of max |de/dr|, plus the direct sum's own rounding
-        ρ = 8 ε δ² Σ_m |α_m c_m| (ρ/h for the derivative: the nodes' rounding seen by the
-        interpolant's slope); empty (pairs computed directly) if that needs h < 2.5e-4 Å,
-        or for other than one-dimensional ard_se covariances. Forces stay the exact
-        derivative of the interpolated energy."""
+        the cutoff (values summed in extended precision, :func:`se_pair_curve`), for
+        quintic-Hermite interpolation, with h halved from 4e-3 Å until the interpolant
+        agrees with the exact curve at every interval's quarter and mid points to 1e-13 of
+        max |e| and 1e-11 of max |de/dr| (+ 8 ε max|e|/h, the nodes' float64 rounding seen
+        by the slope); empty (pairs summed directly) if that needs h < 2.5e-4 Å, or for
+        other than one-dimensional ard_se covariances. Forces stay the exact derivative of
+        the interpolated energy."""
         if self._table is not None:
             return self._table
         cov = self.covariance
@@ -686,9 +671,9 @@ class Distance2bTerm(_CovarianceTerm):
             return self._table
         X, coef, _, delta2, f0_sum = cov._packed[:5]
         args = (float(self.exponents[0]), X, coef, float(cov.theta[0]), delta2, f0_sum)
-        rounding = 8 * np.finfo(float).eps * delta2 * float(np.abs(coef).sum())
         r_lo = self.TABLE_START
         h = 4e-3
+        eps = np.finfo(float).eps
         while h >= 2.5e-4:
             n = int(math.ceil((self.cutoff_ - r_lo) / h)) + 1
             curve = se_pair_curve(r_lo + h * np.arange(n), *args)
@@ -696,10 +681,10 @@ class Distance2bTerm(_CovarianceTerm):
                      + h * np.array([0.25, 0.5, 0.75])[None, :]).ravel()
             exact = se_pair_curve(probe, *args)
             approx = np.array([_hermite_curve(r, r_lo, h, curve) for r in probe])
-            if (np.abs(approx[:, 0] - exact[:, 0]).max()
-                    <= 1e-13 * np.abs(curve[:, 0]).max() + rounding
+            e_max = np.abs(curve[:, 0]).max()
+            if (np.abs(approx[:, 0] - exact[:, 0]).max() <= 1e-13 * e_max
                     and np.abs(approx[:, 1] - exact[:, 1]).max()
-                    <= 1e-11 * np.abs(curve[:, 1]).max() + rounding / h):
+                    <= 1e-11 * np.abs(curve[:, 1]).max() + 8 * eps * e_max / h):
                 self._table = (r_lo, h, curve)
                 break
             h *= 0.5
@@ -936,7 +921,6 @@ def _jsonable(obj):
 
 
 # --------------------------------------------------------------------------- pooled SOAP
-from .potential import Term  # noqa: E402
 
 
 @register_term

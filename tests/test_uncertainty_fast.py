@@ -84,10 +84,8 @@ def test_fast_uncertainty_two_species_and_extended_sparse_set(cu_frames):
     ev = _describe(term, new, None)
     cand = [(0, ev.p[ev.env.spec == s][:4], np.full(4, s)) for s in (0, 1)]
     model.update([new], new_sparse=cand)
-    cols = term.columns
     assert np.any(np.diff(model.terms_[0].columns[model.terms_[0].X_species == 0]) > 1)
     _assert_same(model, frames[7])
-    del cols
 
 
 def test_fallback_factor_without_cholesky(cu_frames, monkeypatch):
