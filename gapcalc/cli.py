@@ -1,4 +1,4 @@
-"""The ``gapcalc`` command: fit, eval, info, cv, curve, md, demo (and learn)."""
+"""The ``gapcalc`` command: fit, eval, info, cv, curve, tune, md, demo (and learn)."""
 from __future__ import annotations
 
 import argparse
@@ -112,6 +112,76 @@ def _model_args(p):
     q.add_argument("--rnd-seed", default=None, help="gap_fit's rnd_seed")
     q.add_argument("--gap-fit-args", default=None,
                    help="any further gap_fit key=value arguments, as one string")
+    _representation_args(g)
+
+
+# -- representation options (issue 15): multi-scale SOAP, radial scaling, feature selection
+_SOAP_KEYS = {"cutoff": float, "cutoff_width": float, "n_max": int, "l_max": int,
+              "atom_sigma": float, "r0": float, "m": float, "c": float, "zeta": float,
+              "delta": float, "n_sparse": int, "n_features": float}
+
+
+def _representation_args(g):
+    g.add_argument("--soap", action="append", default=None, metavar="'key=value ...'",
+                   help="a SOAP term (repeat for a multi-scale model), e.g. "
+                        "--soap 'cutoff=3 n_max=6 l_max=4 delta=0.2' --soap 'cutoff=5.5'; keys: "
+                        + ", ".join(_SOAP_KEYS) + " (r0, m, c: radial scaling); unset keys "
+                        "take the single-term options")
+    g.add_argument("--radial-scaling", default=None, metavar="'r0=2 m=4 c=1'",
+                   help="scale the neighbour density by u(r) = c/(c + (r/r0)^m)")
+    g.add_argument("--n-features", type=float, default=None,
+                   help="keep this many power-spectrum components (or a fraction < 1)")
+    g.add_argument("--feature-method", default="cur", choices=["cur", "fps"],
+                   help="how --n-features chooses the components")
+
+
+def _keyvals(text, what):
+    out = {}
+    for item in text.replace(",", " ").split():
+        if "=" not in item:
+            raise SystemExit(f"{what}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if k not in _SOAP_KEYS:
+            raise SystemExit(f"{what}: unknown key {k!r} (known: {', '.join(_SOAP_KEYS)})")
+        try:
+            out[k] = _SOAP_KEYS[k](v)
+        except ValueError:
+            raise SystemExit(f"{what}: bad value for {k}: {v!r}") from None
+    return out
+
+
+def _scaling(kv):
+    if "r0" not in kv and "m" not in kv:
+        return None
+    return {"type": "inverse_power", "r0": kv.get("r0", 2.0), "m": kv.get("m", 4.0),
+            "c": kv.get("c", 1.0)}
+
+
+def _n_feat(x):
+    return None if x is None else (x if 0 < x < 1 else int(x))
+
+
+def _soap_terms_from_args(a, species):
+    """(descriptor(s), zeta, delta, n_sparse, n_features) from the command line."""
+    from .descriptors import SOAP
+    base = {"cutoff": a.cutoff, "cutoff_width": a.cutoff_width, "n_max": a.n_max,
+            "l_max": a.l_max, "atom_sigma": a.atom_sigma,
+            "radial_basis": getattr(a, "radial_basis", None) or "gto"}
+    scal = _scaling(_keyvals(a.radial_scaling, "--radial-scaling")) if a.radial_scaling else None
+    if not a.soap:
+        return (SOAP(species, radial_scaling=scal, **base), a.zeta, a.delta, a.n_sparse,
+                _n_feat(a.n_features))
+    descs, zetas, deltas, sparse, feats = [], [], [], [], []
+    for text in a.soap:
+        kv = _keyvals(text, "--soap")
+        opts = {k: kv.get(k, v) for k, v in base.items()}
+        descs.append(SOAP(species, radial_scaling=_scaling(kv) or scal, **opts))
+        zetas.append(kv.get("zeta", a.zeta))
+        deltas.append(kv.get("delta", a.delta))
+        sparse.append(kv.get("n_sparse", a.n_sparse))
+        feats.append(_n_feat(kv.get("n_features", a.n_features)))
+    return descs, zetas, deltas, sparse, feats
 
 
 
@@ -210,15 +280,18 @@ def _client(a):
 
 
 def _model_from_args(a, frames=None, species=None):
-    from .descriptors import SOAP
     from .gpr import SparseGPR
     if species is None:
         species = np.unique(np.concatenate([at.numbers for at in frames]))
     if getattr(a, "gap", None):
-        return _gap_fit_model(a, np.asarray(species).tolist())
-    desc = SOAP(species, cutoff=a.cutoff, n_max=a.n_max, l_max=a.l_max,
-                atom_sigma=a.atom_sigma, cutoff_width=a.cutoff_width,
-                radial_basis=a.radial_basis or "gto")
+        if getattr(a, "soap", None) or getattr(a, "radial_scaling", None):
+            raise UsageError("--soap / --radial-scaling cannot be combined with --gap (the "
+                             "gap_fit recipe defines the descriptors)")
+        model = _gap_fit_model(a, np.asarray(species).tolist())
+        model.n_features = _n_feat(getattr(a, "n_features", None))
+        model.feature_method = getattr(a, "feature_method", "cur")
+        return model
+    desc, zeta, delta, n_sparse, n_features = _soap_terms_from_args(a, species)
     e0 = _parse_e0(a.e0)
     if isinstance(e0, dict) and frames is not None:
         known = {s for at in frames for s in at.get_chemical_symbols()}
@@ -228,7 +301,8 @@ def _model_from_args(a, frames=None, species=None):
     cts = (_parse_config_type_sigma(a.config_type_sigma, frames) if frames is not None
            else (json.loads(a.config_type_sigma) if a.config_type_sigma else None))
     two_body = a.two_body_type or a.two_body
-    return SparseGPR(desc, zeta=a.zeta, delta=a.delta, n_sparse=a.n_sparse,
+    return SparseGPR(desc, zeta=zeta, delta=delta, n_sparse=n_sparse,
+                     n_features=n_features, feature_method=a.feature_method,
                      sparse_method=a.sparse_method, sigma_energy=a.sigma_energy,
                      sigma_force=a.sigma_force, sigma_virial=a.sigma_virial, e0=e0,
                      two_body=two_body, delta_2b=a.delta_2b, theta_2b=a.theta_2b,
@@ -274,6 +348,24 @@ def _load_model(name_or_path):
     from . import load_model_file
     from .potentials import resolve
     return load_model_file(resolve(name_or_path))
+
+
+def cmd_tune(a):
+    """gapcalc tune: hyper-parameters by k-fold CV on the training set (gapcalc/tune.py)."""
+    from .metrics import error_table, format_table
+    from .tune import format_tune_table, tune
+    frames = _read(a.train)
+    valid = _read(a.valid) if a.valid else None
+    res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
+               seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
+               score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames)
+    print(format_tune_table(res))
+    res["model"].save(a.output)
+    print(f"best: {res['best_row']['label']}")
+    print(f"model written to {a.output}")
+    if valid is not None:
+        print("validation errors:")
+        print(format_table(error_table(res["model"], valid)))
 
 
 def cmd_eval(a):
@@ -734,6 +826,26 @@ def build_parser():
     le.add_argument("--plot", help="uncertainty/oracle-call plot PNG (needs matplotlib)")
     le.add_argument("-o", "--output", default=None, help=f"run folder (default: {D['output']})")
     le.set_defaults(func=cmd_learn)
+
+    t = parser("tune", help="choose hyper-parameters by k-fold CV, fit and write the model")
+    t.add_argument("train", help="training extxyz")
+    t.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    t.add_argument("--valid", help="validation extxyz: learning curve and final errors")
+    t.add_argument("--budget", type=float, default=None, help="search time (s)")
+    t.add_argument("--max-candidates", type=int, default=None,
+                   help="most representation candidates to score")
+    t.add_argument("--folds", type=int, default=4, help="cross-validation folds")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    t.add_argument("--score", default="force", choices=["force", "energy", "both"],
+                   help="held-out error to minimise")
+    t.add_argument("--n-sparse", type=int, default=1000, help="sparse points of the final fit")
+    t.add_argument("--n-sparse-search", type=int, default=300,
+                   help="sparse points per species during the search")
+    t.add_argument("--search-frames", type=int, default=None,
+                   help="search on a seeded subset of this many training frames")
+    t.add_argument("--e0", default="average",
+                   help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
+    t.set_defaults(func=cmd_tune)
 
     d = parser("demo", help="fit EMT Cu frames, print errors, run MD (no input needed)")
     d.add_argument("--frames", type=int, default=40, help="training frames")

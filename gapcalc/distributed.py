@@ -232,7 +232,27 @@ class _Prepared:
 
 def _m_guess(model):
     n = model.n_sparse
-    return int(sum(n.values())) if isinstance(n, dict) else int(n)
+    parts = n if isinstance(n, (list, tuple)) else [n]     # one per SOAP (multi-scale)
+    return int(sum(sum(x.values()) if isinstance(x, dict) else x for x in parts))
+
+
+class _FramesAt:
+    """frames[k] by global frame index, loading (and keeping) one chunk at a time on the
+    client: for the few frames that feature selection reads."""
+
+    def __init__(self, prep):
+        self.prep = prep
+        self._chunk = None
+        self._frames = None
+
+    def __getitem__(self, k):
+        k = int(k)
+        if self._chunk is None or not (self._chunk.start <= k
+                                       < self._chunk.start + self._chunk.count):
+            self._chunk = next(c for c in self.prep.chunks
+                               if c.start <= k < c.start + c.count)
+            self._frames = self.prep.source.load(self._chunk)
+        return self._frames[k - self._chunk.start]
 
 
 def _choose_sparse(model, prep, client, skip, candidates_per_chunk, progress_every):
@@ -300,7 +320,7 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
     meta = prep.scan(model, client, progress_every)
     t2 = time.perf_counter()
     species = (SpeciesMap(meta["numbers"]) if model.descriptor is None
-               else model.descriptor.species)
+               else model._soaps()[0].species)
     iso = meta["isolated"]
     iso_energy = {}
     for k in np.flatnonzero(iso):
@@ -317,6 +337,8 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
         raise ValueError("no training frames besides isolated atoms")
     model.terms_ = model._make_terms(species)
     model.species_ = model.terms_[0].descriptor.species
+    if model.n_features is not None:    # feature selection reads a few frames on the client
+        model._select_features(_FramesAt(prep), np.flatnonzero(~iso).tolist())
     _choose_sparse(model, prep, client, iso, candidates_per_chunk, progress_every)
     model.U_ = model._kmm_factor()
     prep.phases = {"index_s": t1 - t0, "scan_s": t2 - t1, "sparse_s": time.perf_counter() - t2,

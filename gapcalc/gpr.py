@@ -205,10 +205,15 @@ class SparseGPR:
 
     Parameters
     ----------
-    descriptor : SOAP, optional. Default: SOAP over the training species with cutoff 5 Å,
-        n_max 8, l_max 6, atom_sigma 0.5 Å.
-    zeta, delta : dot-product kernel δ²(p̂·x̂)^ζ on SOAP; δ in eV.
-    n_sparse : sparse points per species (int, or {symbol: int}).
+    descriptor : SOAP, or a list of SOAPs (multi-scale: one additive term per SOAP, each
+        with its own kernel and sparse set, e.g. a short and a long cutoff). Default: SOAP
+        over the training species with cutoff 5 Å, n_max 8, l_max 6, atom_sigma 0.5 Å.
+    zeta, delta : dot-product kernel δ²(p̂·x̂)^ζ on SOAP; δ in eV. With several SOAPs each
+        may be a list (one value per SOAP) or one value for all.
+    n_sparse : sparse points per species (int, or {symbol: int}); a list with several SOAPs.
+    n_features : keep only this many power-spectrum components of each SOAP (feature
+        selection among the training environments by ``feature_method``, "cur" or "fps");
+        an int, a fraction in (0, 1) of the SOAP's features, None (all), or a list per SOAP.
     sparse_method : "cur" (default), "fps", "uniform", "random".
     sigma_energy (eV/atom, ×√N), sigma_force (eV/Å), sigma_virial (eV/atom, ×√N): noise.
     e0 : "average" (mean energy per atom, all species), "lstsq" (least-squares fit on
@@ -235,8 +240,11 @@ class SparseGPR:
                  two_body=None, delta_2b=0.5, theta_2b=None, n_sparse_2b=50,
                  config_type_sigma=None, energy_key="energy", force_key="forces",
                  virial_key="virial", stress_key="stress", jitter=1e-8, block_rows=4096,
-                 max_candidates=50000, min_distance=0.5, seed=0):
+                 max_candidates=50000, min_distance=0.5, seed=0, n_features=None,
+                 feature_method="cur"):
         self.descriptor = descriptor
+        self.n_features = n_features
+        self.feature_method = feature_method
         self.zeta = zeta
         self.delta = delta
         self.n_sparse = n_sparse
@@ -264,12 +272,15 @@ class SparseGPR:
     _PARAMS = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force",
                "sigma_virial", "e0", "delta_2b", "theta_2b", "n_sparse_2b",
                "config_type_sigma", "energy_key", "force_key", "virial_key", "stress_key",
-               "jitter", "block_rows", "max_candidates", "min_distance", "seed")
+               "jitter", "block_rows", "max_candidates", "min_distance", "seed", "n_features",
+               "feature_method")
 
     def get_params(self) -> dict:
         """Constructor hyper-parameters (JSON-serialisable; descriptors as dicts)."""
         d = {k: getattr(self, k) for k in self._PARAMS}
-        d["descriptor"] = None if self.descriptor is None else self.descriptor.to_dict()
+        desc = self.descriptor
+        d["descriptor"] = (None if desc is None else [x.to_dict() for x in desc]
+                           if isinstance(desc, (list, tuple)) else desc.to_dict())
         tb = self.two_body
         d["two_body"] = tb.to_dict() if isinstance(tb, TwoBody) else tb
         return d
@@ -289,7 +300,9 @@ class SparseGPR:
     @classmethod
     def from_params(cls, d: dict) -> "SparseGPR":
         d = dict(d)
-        if d.get("descriptor") is not None:
+        if isinstance(d.get("descriptor"), list):
+            d["descriptor"] = [descriptor_from_dict(x) for x in d["descriptor"]]
+        elif d.get("descriptor") is not None:
             d["descriptor"] = descriptor_from_dict(d["descriptor"])
         if isinstance(d.get("two_body"), dict):
             d["two_body"] = descriptor_from_dict(d["two_body"])
@@ -351,8 +364,7 @@ class SparseGPR:
         self.training_summary_ = {
             "n_frames": n_frames, "n_isolated_atoms": n_isolated,
             "n_atoms": n_atoms,
-            "rows": counts, "n_sparse": {f"{t.descriptor.name}": self._sparse_counts(t)
-                                         for t in self.terms_},
+            "rows": counts, "n_sparse": self._sparse_summary(),
             "config_types": sorted(config_types),
             "fit_seconds": round(time.perf_counter() - t_start, 3),
         }
@@ -363,6 +375,14 @@ class SparseGPR:
     def M_(self) -> int:
         return sum(t.M for t in self.terms_)
 
+    def _sparse_summary(self):
+        """{term name: {symbol: count}}; repeated descriptor names get a suffix _k."""
+        out = {}
+        for k, t in enumerate(self.terms_):
+            name = t.descriptor.name
+            out[name if name not in out else f"{name}_{k}"] = self._sparse_counts(t)
+        return out
+
     def _sparse_counts(self, term):
         return {sym: int(term.offsets[s + 1] - term.offsets[s])
                 for s, sym in enumerate(term.descriptor.species.symbols)}
@@ -372,12 +392,40 @@ class SparseGPR:
         for t in self.terms_:
             t.alpha = self.alpha_[t.columns]
 
+    def _soaps(self, species=None):
+        """The SOAP descriptors of the model's many-body terms (a list)."""
+        desc = self.descriptor
+        if desc is None:
+            if species is None:
+                raise ValueError("no descriptor given and no species to build the default")
+            return [SOAP(species.numbers)]
+        soaps = list(desc) if isinstance(desc, (list, tuple)) else [desc]
+        if not soaps:
+            raise ValueError("descriptor list is empty")
+        for x in soaps:
+            if not isinstance(x, SOAP) or isinstance(x, TwoBody):
+                raise TypeError("descriptor must be a SOAP instance or a list of them")
+        if any(list(x.species.numbers) != list(soaps[0].species.numbers) for x in soaps):
+            raise ValueError("all SOAP descriptors of a model must have the same species")
+        return soaps
+
+    @staticmethod
+    def _per_term(value, k, name):
+        """value for each of k SOAP terms: a list of k values, or one value for all."""
+        if isinstance(value, (list, tuple)):
+            if len(value) != k:
+                raise ValueError(f"{name} has {len(value)} values for {k} SOAP descriptors")
+            return list(value)
+        return [value] * k
+
     def _make_terms(self, species):
-        soap = self.descriptor if self.descriptor is not None else SOAP(species.numbers)
-        if not isinstance(soap, SOAP) or isinstance(soap, TwoBody):
-            raise TypeError("descriptor must be a SOAP instance")
-        terms = [Term(soap, DotProduct(self.zeta, self.delta), np.zeros((0, soap.n_features)),
-                      np.zeros(0, dtype=np.int64))]
+        soaps = self._soaps(species)
+        k = len(soaps)
+        zetas = self._per_term(self.zeta, k, "zeta")
+        deltas = self._per_term(self.delta, k, "delta")
+        terms = [Term(sp, DotProduct(z, dl), np.zeros((0, sp.n_features)),
+                      np.zeros(0, dtype=np.int64)) for sp, z, dl in zip(soaps, zetas, deltas)]
+        soap = soaps[0]
         tb = self.two_body
         if tb is True or tb == "distance":
             tb = PairDistance(soap.species.numbers, cutoff=soap.cutoff,
@@ -451,6 +499,41 @@ class SparseGPR:
         cut = max(t.descriptor.cutoff for t in self.terms_)
         return neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cut)
 
+    @property
+    def n_soap_terms_(self) -> int:
+        """Number of SOAP (many-body) terms; they come first in ``terms_``."""
+        return sum(not isinstance(t.descriptor, TwoBody) for t in self.terms_)
+
+    def _select_features(self, frames, fit_idx, max_environments=3000):
+        """Replace each SOAP term's descriptor by one keeping ``n_features`` components,
+        chosen by ``feature_method`` among (up to ``max_environments``) training
+        environments of a random, seeded subset of frames."""
+        n_soap = self.n_soap_terms_
+        wanted = self._per_term(self.n_features, n_soap, "n_features")
+        rng = np.random.default_rng(self.seed + 7919)
+        order = [fit_idx[i] for i in rng.permutation(len(fit_idx))]
+        for ti in range(n_soap):
+            want = wanted[ti]
+            term = self.terms_[ti]
+            if want is None:
+                continue
+            D = term.descriptor.n_features
+            n = int(round(want * D)) if isinstance(want, float) and 0 < want < 1 else int(want)
+            if n >= D:
+                continue
+            rows, count = [], 0
+            for k in order:
+                rows.append(term.descriptor.compute(frames[k]))
+                count += len(frames[k])
+                if count >= max_environments:
+                    break
+            P = np.vstack(rows)[:max_environments]
+            desc = term.descriptor.select_features(P, n, method=self.feature_method,
+                                                   seed=self.seed + ti)
+            log.info("feature selection (%s): term %d keeps %d of %d components",
+                     self.feature_method, ti, n, D)
+            self.terms_[ti] = Term(desc, term.kernel, np.zeros((0, n)), np.zeros(0, dtype=np.int64))
+
     def _choose_sparse(self, frames, fit_idx):
         rng = np.random.default_rng(self.seed)
         cand = self._empty_candidates()
@@ -490,6 +573,7 @@ class SparseGPR:
         ``rng`` must have made every reservoir draw already (it then picks the subset for
         the 2-body length scale)."""
         S = len(self.species_)
+        n_soap = self.n_soap_terms_
         for ti, term in enumerate(self.terms_):
             Xs, Ss = [], []
             for s, sym in enumerate(self.species_.symbols):
@@ -499,7 +583,8 @@ class SparseGPR:
                 P = P[np.argsort(keys)]   # deterministic order
                 _, uniq = np.unique(np.round(P, 10), axis=0, return_index=True)
                 P = P[np.sort(uniq)]
-                n_want = self.n_sparse if ti == 0 else self.n_sparse_2b
+                n_want = (self._per_term(self.n_sparse, n_soap, "n_sparse")[ti]
+                          if ti < n_soap else self.n_sparse_2b)
                 if isinstance(n_want, dict):
                     n_want = n_want.get(sym, n_want.get(str(self.species_.numbers[s]), 0))
                 n_want = min(int(n_want), len(P))
@@ -867,7 +952,7 @@ class SparseGPR:
             raise ValueError("no training frames")
         targets = self.read(frames)
         numbers = np.unique(np.concatenate([at.numbers for at in frames]))
-        species = SpeciesMap(numbers) if self.descriptor is None else self.descriptor.species
+        species = SpeciesMap(numbers) if self.descriptor is None else self._soaps()[0].species
         isolated = [k for k, at in enumerate(frames) if len(at) == 1 and not at.pbc.any()]
         self.e0_ = self._fit_e0(frames, targets, isolated, species)
         fit_idx = [k for k in range(len(frames)) if k not in set(isolated)]
@@ -875,6 +960,8 @@ class SparseGPR:
             raise ValueError("no training frames besides isolated atoms")
         self.terms_ = self._make_terms(species)
         self.species_ = self.terms_[0].descriptor.species
+        if self.n_features is not None:
+            self._select_features(frames, fit_idx)
         self._choose_sparse(frames, fit_idx)
         self.U_ = self._kmm_factor()
         return frames, targets, fit_idx, isolated
@@ -927,7 +1014,7 @@ class SparseGPR:
         rows = summ.setdefault("rows", {})
         for t in ("energy", "force", "virial"):
             rows[t] = int(rows.get(t, 0) + acc[t].n_rows)
-        summ["n_sparse"] = {t.descriptor.name: self._sparse_counts(t) for t in self.terms_}
+        summ["n_sparse"] = self._sparse_summary()
         summ["incremental_updates"] = int(summ.get("incremental_updates", 0)) + 1
 
     def extend_sparse(self, candidates, min_residual=1e-6):

@@ -36,18 +36,27 @@ def _scaled_U(model, deltas):
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
                    delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
-                   chunk_frames=None):
+                   chunk_frames=None, search="grid", sweeps=2):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
     ``results`` (one row per grid point: the parameters and held-out energy RMSE
     (eV/atom), force RMSE (eV/Å), stress RMSE (eV/Å³)), ``best`` (the row with the
-    lowest ``score`` ∈ {"force", "energy", "stress"}) and, with ``refit``, ``model``: a
+    lowest ``score`` ∈ {"force", "energy", "stress", "both"}; "both" is the sum of the force and
+    energy RMSEs relative to those of the first grid point) and, with ``refit``, ``model``: a
     fitted copy of ``model`` at the best point (solved from the same triangles).
+
+    ``search="coordinate"`` visits the grid by coordinate descent instead of in full
+    (start at the middle value of every list, then, one parameter at a time, move to its
+    best value; at most ``sweeps`` sweeps): ~Σ len(list) solves instead of Π len(list).
+
     With a Dask ``client`` (:mod:`gapcalc.distributed`) the fold triangles are made on
     the cluster (``frames`` may then be extxyz paths) and the (grid point, fold) solves
-    run in parallel; the scores equal the serial ones to rounding.
+    run in parallel (the whole grid at once, or one coordinate's values at a time); the
+    scores equal the serial ones to rounding.
     """
+    if search not in ("grid", "coordinate"):
+        raise ValueError(f"search must be 'grid' or 'coordinate', got {search!r}")
     m = _clone(model)
 
     def folds_of(idx, n_frames):
@@ -73,36 +82,82 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             "sigma_force": sigma_force or [m.sigma_force],
             "sigma_virial": sigma_virial or [m.sigma_virial],
             "delta": delta or [m.terms_[0].kernel.delta]}
-    if len(m.terms_) > 1:
-        grid["delta_2b"] = delta_2b or [m.terms_[1].kernel.delta]
+    n_soap = m.n_soap_terms_
+    if len(m.terms_) > n_soap:
+        grid["delta_2b"] = delta_2b or [m.terms_[n_soap].kernel.delta]
+    base_deltas = [t.kernel.delta for t in m.terms_]
+
+    def term_deltas(p):
+        """δ of every term at grid point p: the SOAP terms keep their ratios to the first."""
+        out = [p["delta"] * d / base_deltas[0] for d in base_deltas[:n_soap]]
+        return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
-    points = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        p = dict(zip(names, values))
-        scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
-        U = _scaled_U(m, [p["delta"]] + ([p["delta_2b"]] if "delta_2b" in p else []))
-        points.append((p, scales, U))
-    jobs = [(scales, U, f) for _, scales, U in points for f in tri]
-    if client is None:
-        errs = [_fold_errors(job, tri, nrows) for job in jobs]
-    else:
-        from .distributed import map_ordered
-        errs = map_ordered(client, _fold_errors, jobs, tri, nrows)
     results = []
-    for i, (p, _, _) in enumerate(points):
-        sq = {t: 0.0 for t in TYPES}
-        cnt = {t: 0 for t in TYPES}
-        for fold_sq, fold_cnt in errs[i * len(tri):(i + 1) * len(tri)]:
-            for t in TYPES:
-                if fold_cnt[t]:
-                    sq[t] += fold_sq[t]
-                    cnt[t] += fold_cnt[t]
-        row = dict(p)
-        for t, key in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
-            row[key] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
-        results.append(row)
-        log.info("cv %s", row)
-    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse"}[score]
+    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
+           "both": "score"}[score]
+    seen = {}
+    first = {}
+
+    def evaluate(batch):
+        """Rows of the grid points ``batch`` (tuples of values, in order); the points not
+        seen before are solved together (fold solves in parallel with a client)."""
+        new = list(dict.fromkeys(v for v in batch if v not in seen))
+        points = []
+        for values in new:
+            p = dict(zip(names, values))
+            scales = [base[f"sigma_{t}"] / p[f"sigma_{t}"] for t in TYPES]
+            points.append((p, scales, _scaled_U(m, term_deltas(p))))
+        jobs = [(scales, U, f) for _, scales, U in points for f in tri]
+        if client is None:
+            errs = [_fold_errors(job, tri, nrows) for job in jobs]
+        else:
+            from .distributed import map_ordered
+            errs = map_ordered(client, _fold_errors, jobs, tri, nrows)
+        for i, (values, (p, _, _)) in enumerate(zip(new, points)):
+            sq = {t: 0.0 for t in TYPES}
+            cnt = {t: 0 for t in TYPES}
+            for fold_sq, fold_cnt in errs[i * len(tri):(i + 1) * len(tri)]:
+                for t in TYPES:
+                    if fold_cnt[t]:
+                        sq[t] += fold_sq[t]
+                        cnt[t] += fold_cnt[t]
+            row = dict(p)
+            for t, name in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
+                row[name] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
+            if score == "both" and row["force_rmse"] is not None and row["energy_rmse"]:
+                if not first:
+                    first.update(force=row["force_rmse"], energy=row["energy_rmse"])
+                row["score"] = (row["force_rmse"] / first["force"]
+                                + row["energy_rmse"] / first["energy"])
+            elif score == "both":
+                row["score"] = None
+            results.append(row)
+            seen[values] = row
+            log.info("cv %s", row)
+        return [seen[v] for v in batch]
+
+    if search == "grid":
+        evaluate(list(itertools.product(*(grid[n] for n in names))))
+    else:
+        def val(row):
+            return np.inf if row[key] is None else row[key]
+        current = [grid[n][len(grid[n]) // 2] for n in names]
+        best_row = evaluate([tuple(current)])[0]
+        for _ in range(int(sweeps)):
+            moved = False
+            for i, n in enumerate(names):
+                # the candidates of one coordinate differ from ``current`` in entry i
+                # only, so they can be solved as one batch
+                cands = []
+                for v in grid[n]:
+                    cand = list(current)
+                    cand[i] = v
+                    cands.append(cand)
+                for cand, row in zip(cands, evaluate([tuple(c) for c in cands])):
+                    if val(row) < val(best_row):
+                        best_row, current, moved = row, cand, True
+            if not moved:
+                break
     valid = [r for r in results if r[key] is not None]
     if not valid:
         raise ValueError(f"no held-out {score} data to score on")
@@ -111,7 +166,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     if refit:
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             setattr(m, name, best[name])
-        deltas = [best["delta"]] + ([best["delta_2b"]] if "delta_2b" in best else [])
+        deltas = term_deltas(best)
         U = _scaled_U(m, deltas)
         triangles = []
         for t in TYPES:
@@ -127,7 +182,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             c_cols[t.columns] = (d / t.kernel.delta) ** 2
         for t, d in zip(m.terms_, deltas):
             t.kernel.delta = d
-        m.delta = best["delta"]
+        m.delta = deltas[0] if n_soap == 1 else deltas[:n_soap]
         if "delta_2b" in best:
             m.delta_2b = best["delta_2b"]
         m.U_ = m._kmm_factor()

@@ -143,3 +143,25 @@ def test_md_xyz_output_and_uncertainty_log(cu_frames, tmp_path, capsys):
     frames = read(out, ":", format="extxyz")
     assert len(frames) == 3 and frames[-1].get_forces().shape == (32, 3)
     assert "max σ_F" in capsys.readouterr().err
+
+
+def test_representation_options_with_quip_basis_and_gap():
+    """--soap terms (radial scaling) take --radial-basis; --gap refuses --soap but keeps
+    --n-features (the model is only built, not fitted)."""
+    from gapcalc.cli import _model_from_args, build_parser
+    p = build_parser()
+    a = p.parse_args(["fit", "t.xyz", "-o", "m.npz", "--radial-basis", "quip",
+                      "--soap", "cutoff=3 n_max=3 l_max=2 delta=0.3", "--soap",
+                      "cutoff=4 r0=2 m=4 n_features=0.5", "--n-sparse", "20"])
+    m = _model_from_args(a, species=[14])
+    assert [d.radial_basis for d in m.descriptor] == ["quip", "quip"]
+    assert m.descriptor[0].radial_scaling is None
+    assert m.descriptor[1].radial_scaling["r0"] == 2.0
+    assert m.delta[0] == 0.3 and m.n_features == [None, 0.5]
+    gap = "soap cutoff=4 n_max=3 l_max=2 atom_sigma=0.5 zeta=2 delta=1 n_sparse=10"
+    a = p.parse_args(["fit", "t.xyz", "-o", "m.npz", "--gap", gap, "--n-features", "30"])
+    m = _model_from_args(a, species=[14])
+    assert m.descriptor.radial_basis == "quip" and m.n_features == 30
+    a = p.parse_args(["fit", "t.xyz", "-o", "m.npz", "--gap", gap, "--soap", "cutoff=3"])
+    with pytest.raises(ValueError, match="--gap"):
+        _model_from_args(a, species=[14])

@@ -229,3 +229,31 @@ def test_workers_without_dask_is_a_clear_error(alloy, tmp_path, monkeypatch, cap
     rc = main(["fit", str(alloy[0]), "-o", str(tmp_path / "m.npz"), "--workers", "2"])
     assert rc == 2
     assert "gapcalc[dask]" in capsys.readouterr().err
+
+
+def test_multiscale_feature_selection_and_coordinate_cv_with_workers(alloy, client):
+    """Issue 15's options on the cluster: two SOAP terms (one radially scaled), feature
+    selection (its frames read on the client), coordinate-descent CV; equal to serial."""
+    from gapcalc.tuning import cross_validate
+
+    def make():
+        sp = ["Cu", "Ni"]
+        return SparseGPR([SOAP(sp, cutoff=3.0, n_max=3, l_max=2),
+                          SOAP(sp, cutoff=4.0, n_max=4, l_max=3,
+                               radial_scaling={"type": "inverse_power", "r0": 2.5, "m": 4})],
+                         n_sparse=[15, 30], delta=[0.3, 1.0], n_features=[None, 0.5],
+                         max_candidates=150, sigma_energy=0.002, sigma_force=0.05,
+                         sigma_virial=0.05)
+    a = make().fit(alloy[1])
+    b = make().fit(str(alloy[0]), client=client, chunk_frames=3)
+    assert b.terms_[1].descriptor.n_features == round(0.5 * b.terms_[1].descriptor.n_features_full)
+    np.testing.assert_array_equal(a.terms_[1].descriptor.selected, b.terms_[1].descriptor.selected)
+    assert_same_model(a, b)
+    kw = dict(k=3, sigma_force=[0.02, 0.05, 0.1], delta=[0.5, 1.0], search="coordinate",
+              refit=False)
+    ca = cross_validate(make(), alloy[1], **kw)
+    cb = cross_validate(make(), str(alloy[0]), client=client, chunk_frames=4, **kw)
+    assert len(ca["results"]) == len(cb["results"]) <= 6
+    for ra, rb in zip(ca["results"], cb["results"]):
+        assert (ra["sigma_force"], ra["delta"]) == (rb["sigma_force"], rb["delta"])
+        assert ra["force_rmse"] == pytest.approx(rb["force_rmse"], rel=1e-9)

@@ -3,6 +3,7 @@ from .soap import SOAP, DescriptorGradients
 from .twobody import TwoBody
 from .pair import PairDistance
 from .species import SpeciesMap
+from .compression import learn_compression
 
 
 def descriptor_from_dict(d: dict):
@@ -14,4 +15,5 @@ def descriptor_from_dict(d: dict):
     return kinds[name].from_dict(d)
 
 
-__all__ = ["SOAP", "TwoBody", "PairDistance", "DescriptorGradients", "SpeciesMap", "descriptor_from_dict"]
+__all__ = ["SOAP", "TwoBody", "PairDistance", "DescriptorGradients", "SpeciesMap", "descriptor_from_dict",
+           "learn_compression"]

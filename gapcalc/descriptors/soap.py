@@ -38,7 +38,7 @@ from numba import get_num_threads, njit, prange
 
 from ..neighbors import neighbor_list
 from .radial import (QUIP_BASES, RADIAL_BASES, _hermite, radial_integral, radial_integral_ln,
-                     radial_table, transposed_table)
+                     radial_scaling_spec, radial_table, scale_table, transposed_table)
 from .spherical import (harmonics_block, harmonics_contract_block, normalisation,
                         project_gradient, real_spherical_harmonics)
 from .species import SpeciesMap
@@ -233,12 +233,48 @@ def _spectrum_from_coefficients(ci, cT, Gram, f_a1, f_a2, f_l, f_w, p_row):
     return sq
 
 
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _compress_channels(mix, raw, out):
+    """out[J] = Σ_s mix[J, s] raw[s] (Eq. 23: species channels projected on the elemental
+    features J). mix (d_J, S); raw (S, n_max, L2); out (d_J, n_max, L2)."""
+    for J in range(mix.shape[0]):
+        oJ = out[J]
+        oJ[:] = 0.0
+        for s in range(mix.shape[1]):
+            u = mix[J, s]
+            if u == 0.0:
+                continue
+            rs = raw[s]
+            for n in range(rs.shape[0]):
+                for lm in range(rs.shape[1]):
+                    oJ[n, lm] += u * rs[n, lm]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _expand_adjoint(mix, n_max, Gc_ch, Gc):
+    """Gc[lm, s·n_max+n] = Σ_J mix[J, s] Gc_ch[lm, J·n_max+n]: the transpose of
+    :func:`_compress_channels` applied to the coefficient adjoint."""
+    Gc[:] = 0.0
+    for lm in range(Gc.shape[0]):
+        for J in range(mix.shape[0]):
+            for s in range(mix.shape[1]):
+                u = mix[J, s]
+                if u == 0.0:
+                    continue
+                for n in range(n_max):
+                    Gc[lm, s * n_max + n] += u * Gc_ch[lm, J * n_max + n]
+
+
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
             norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, keep_c, with_p, n_chunks,
-            centre_all=False, fc_cut=0.0, fc_width=0.0):
-    """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`
-    (``centre_all``: the centre term goes into every species channel)."""
+            mix, compress, centre_all=False, fc_cut=0.0, fc_width=0.0):
+    """Shared driver of :func:`expansion`, :func:`expansion_spectrum`, :func:`features_fused`.
+
+    With ``compress`` the species channels are projected by mix (d_J, S) before the
+    spectrum and the kept c has d_J channels. ``centre_all``: the centre term goes into
+    every species channel. fc_cut > 0: the cosine switch is applied per neighbour (QUIP
+    bases' tables hold I_nl without it)."""
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
     lp = l_max + 1
@@ -246,7 +282,8 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
     W = values_ln.shape[1]
     D = f_w.shape[0]
     slots = max_neighbours(first) + n_species * PAD
-    c = np.empty((n_atoms if keep_c else 0, n_species, n_max, L2))
+    n_ch = mix.shape[0] if compress else n_species
+    c = np.empty((n_atoms if keep_c else 0, n_ch, n_max, L2))
     p = np.empty((n_atoms if with_p else 0, D))
     pnorm = np.empty(n_atoms if with_p else 0)
     for t in prange(n_chunks):
@@ -257,19 +294,27 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
         S = np.empty((lp, slots))
         g = np.empty(W)
         buf = np.empty((n_species, n_max, L2))
-        cT = np.empty((L2, n_species * n_max))
-        Gram = np.empty((lp, n_species * n_max, n_species * n_max))
+        cbuf = np.empty((n_ch, n_max, L2))
+        cT = np.empty((L2, n_ch * n_max))
+        Gram = np.empty((lp, n_ch * n_max, n_ch * n_max))
         for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
             _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, G, g, g, False, fc_cut,
                           fc_width)
             harmonics_block(ns, geo[2], geo[3], geo[4], l_max, norm, Y, Q, C, S)
-            ci = c[i] if keep_c else buf
-            _density_block(-1 if centre_all else spec[i], n_species, sstart, G, Y, centre,
-                           centre_weight, n_max, l_max, ci)
+            si = -1 if centre_all else spec[i]
+            if compress:
+                _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max,
+                               l_max, buf)
+                ci = c[i] if keep_c else cbuf
+                _compress_channels(mix, buf, ci)
+            else:
+                ci = c[i] if keep_c else buf
+                _density_block(si, n_species, sstart, G, Y, centre, centre_weight, n_max,
+                               l_max, ci)
             if with_p:
                 nrm = math.sqrt(_spectrum_from_coefficients(
-                    ci.reshape((n_species * n_max, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i]))
+                    ci.reshape((n_ch * n_max, L2)), cT, Gram, f_a1, f_a2, f_l, f_w, p[i]))
                 pnorm[i] = nrm
                 if normalize and nrm > 0.0:
                     inv = 1.0 / nrm
@@ -278,8 +323,16 @@ def _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, cen
     return c, p, pnorm
 
 
+_NO_MIX = np.zeros((0, 0))
+
+
+def _mix_args(mix):
+    return (_NO_MIX, False) if mix is None else (np.ascontiguousarray(mix, dtype=np.float64),
+                                                 True)
+
+
 def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre, l_max,
-              norm, centre_weight, centre_all=False, fc_cut=0.0, fc_width=0.0):
+              norm, centre_weight, centre_all=False, fc_cut=0.0, fc_width=0.0, mix=None):
     """Density expansion coefficients c (n_atoms, n_species, n_max, (l_max+1)²) (Eq. 8).
 
     first, index, vectors : CSR neighbour list (vectors r_ij in Å, |r_ij| < cutoff).
@@ -289,31 +342,33 @@ def expansion(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, c
     species channel, or in every channel when ``centre_all``).
     fc_cut, fc_width : when fc_cut > 0 the table holds I_nl without the cutoff function and
     the cosine switch on [fc_cut − fc_width, fc_cut] is applied per neighbour.
+    mix : optional (d_J, n_species) alchemical compression (Eq. 23); c then has d_J channels.
     """
     e = np.empty(0, dtype=np.int64)
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, e, e, e, np.empty(0), False, True, False,
-                   work_chunks(len(first) - 1), centre_all, fc_cut, fc_width)[0]
+                   work_chunks(len(first) - 1), *_mix_args(mix), centre_all, fc_cut,
+                   fc_width)[0]
 
 
 def expansion_spectrum(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                        l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
-                       centre_all=False, fc_cut=0.0, fc_width=0.0):
+                       centre_all=False, fc_cut=0.0, fc_width=0.0, mix=None):
     """(c, p, |p|) in one pass: :func:`expansion` and the power spectrum of each centre
     while its coefficients are in cache (p normalised when ``normalize``)."""
     return _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize, True, True,
-                   work_chunks(len(first) - 1), centre_all, fc_cut, fc_width)
+                   work_chunks(len(first) - 1), *_mix_args(mix), centre_all, fc_cut, fc_width)
 
 
 def features_fused(first, index, vectors, spec, n_species, h, values_ln, derivs_ln, centre,
                    l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
-                   centre_all=False, fc_cut=0.0, fc_width=0.0):
+                   centre_all=False, fc_cut=0.0, fc_width=0.0, mix=None):
     """Features only: (p, |p|) without allocating the (n_atoms, S, n_max, L2) expansion."""
     _, p, pnorm = _expand(first, index, vectors, spec, n_species, h, values_ln, derivs_ln,
                           centre, l_max, norm, centre_weight, f_a1, f_a2, f_l, f_w, normalize,
-                          False, True, work_chunks(len(first) - 1), centre_all, fc_cut,
-                          fc_width)
+                          False, True, work_chunks(len(first) - 1), *_mix_args(mix),
+                          centre_all, fc_cut, fc_width)
     return p, pnorm
 
 
@@ -363,10 +418,12 @@ def _pair_expansion_gradient(vec, h, values, derivs, l_max, norm, g, dg, Y, dY, 
 
 
 @njit(cache=True, nogil=True, fastmath={'reassoc', 'contract'})
-def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats, dp):
+def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats, dp, mix):
     """dp[:, q] = ∂p_{feats[q]}/∂r_ij from dC (3, n_max, L2) = ∂c^{sj}/∂r_ij and c_i.
 
     ``feats`` lists the features involving species sj (all others have zero gradient).
+    mix (n_channels, S): weight of species sj in channel s (identity without alchemical
+    compression), so that ∂c^s/∂r_ij = mix[s, sj] dC.
 
     ciT (L2, S·n_max) is c_i transposed so that the innermost loop runs over the
     independent (s', n') lanes (vectorisable, no floating-point dependency chain).
@@ -396,19 +453,21 @@ def _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, fe
         n1 = f_n1[f]
         n2 = f_n2[f]
         w = f_w[f]
+        u1 = mix[s1, sj]
+        u2 = mix[s2, sj]
         for a in range(3):
             acc = 0.0
-            if s1 == sj:
-                acc += T[a, n1, l, s2 * n_max + n2]
-            if s2 == sj:
-                acc += T[a, n2, l, s1 * n_max + n1]
+            if u1 != 0.0:
+                acc += u1 * T[a, n1, l, s2 * n_max + n2]
+            if u2 != 0.0:
+                acc += u2 * T[a, n2, l, s1 * n_max + n1]
             dp[a, q] = w * acc
 
 
 @njit(cache=True, parallel=True, fastmath={'reassoc', 'contract'})
 def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values, derivs,
                              l_max, norm, f_s1, f_s2, f_n1, f_n2, f_l, f_w, sf_first, sf_index,
-                             gfirst, pair_slot, centre_slot, normalize, with_strain=True,
+                             gfirst, pair_slot, centre_slot, normalize, with_strain, mix,
                              fc_cut=0.0, fc_width=0.0):
     """Forward-mode gradients of the (normalised) power spectrum.
 
@@ -417,7 +476,8 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
     including j = i at centre_slot[i]), and ``strain`` (n_atoms, 3, 3, D) =
     ∂p̂_i/∂ε_ab (shape (0, 3, 3, D) when ``with_strain`` is False: position gradients
     only, which saves a third of the work). ``pair_slot[k]`` is the slot of
-    neighbour-list entry k.
+    neighbour-list entry k. ``c`` has n_channels = mix.shape[0] channels; mix (n_channels,
+    n_species) maps neighbour species to channels (identity unless compressed, Eq. 23).
 
     The output is large (slots × 3 × D doubles) and memory traffic, not arithmetic,
     bounds this kernel for many-species spectra: every centre accumulates and
@@ -466,7 +526,7 @@ def power_spectrum_gradients(first, index, vectors, spec, c, p, pnorm, h, values
                 sj = spec[index[k]]
                 feats = sf_index[sf_first[sj]:sf_first[sj + 1]]
                 _pair_spectrum_gradient(dC, ciT, sj, T, f_s1, f_s2, f_n1, f_n2, f_l, f_w, feats,
-                                        dp)
+                                        dp, mix)
                 js = pair_slot[k] - g0
                 nf = feats.shape[0]
                 for a in range(3):
@@ -592,10 +652,11 @@ def _pair_adjoints(n_species, sstart, Gc, G, dG, n_max, l_max, A, B):
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln, l_max,
-              norm, f_a1, f_a2, f_l, f_w, normalize, n_chunks, fc_cut=0.0, fc_width=0.0):
+              norm, f_a1, f_a2, f_l, f_w, normalize, n_chunks, n_species, mix, compress,
+              fc_cut=0.0, fc_width=0.0):
     n_atoms = first.shape[0] - 1
     n_max = values_ln.shape[1] // (l_max + 1)
-    n_species = c.shape[1]
+    n_ch = c.shape[1]
     lp = l_max + 1
     L2 = lp * lp
     D = f_w.shape[0]
@@ -618,11 +679,14 @@ def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, der
         g = np.empty(Wq)
         dg = np.empty(Wq)
         gp = np.empty(D)
-        H = np.empty((lp, n_species * n_max, n_species * n_max))
-        Gc = np.empty((L2, n_species * n_max))
+        H = np.empty((lp, n_ch * n_max, n_ch * n_max))
+        Gc_ch = np.empty((L2, n_ch * n_max))
+        Gc = Gc_ch if not compress else np.empty((L2, n_species * n_max))
         for i in range(t * n_atoms // n_chunks, (t + 1) * n_atoms // n_chunks):
-            _coefficient_adjoint(p[i], pnorm[i], dE_dp[i], c[i].reshape((n_species * n_max, L2)),
-                                 f_a1, f_a2, f_l, f_w, normalize, gp, H, Gc)
+            _coefficient_adjoint(p[i], pnorm[i], dE_dp[i], c[i].reshape((n_ch * n_max, L2)),
+                                 f_a1, f_a2, f_l, f_w, normalize, gp, H, Gc_ch)
+            if compress:
+                _expand_adjoint(mix, n_max, Gc_ch, Gc)
             ns = _neighbour_slots(i, first, index, vectors, spec, n_species, sstart, ks, geo)
             _radial_block(ns, ks, geo, h, values_ln, derivs_ln, G, dG, g, dg, True, fc_cut,
                           fc_width)
@@ -646,7 +710,8 @@ def _backward(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, der
 
 
 def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln, derivs_ln,
-                   l_max, norm, f_a1, f_a2, f_l, f_w, normalize, fc_cut=0.0, fc_width=0.0):
+                   l_max, norm, f_a1, f_a2, f_l, f_w, normalize, fc_cut=0.0, fc_width=0.0,
+                   n_species=None, mix=None):
     """Reverse mode: pair terms t_k = ∂ε_i/∂r_ij (n_pairs, 3) from w_i = ∂ε_i/∂p̂_i.
 
     ``p`` is the normalised spectrum when ``normalize`` (p̂, with norms ``pnorm``);
@@ -655,10 +720,15 @@ def backward_pairs(first, index, vectors, spec, c, p, pnorm, dE_dp, h, values_ln
     in the flat layout of :func:`.radial.transposed_table`. Per centre: ∂ε_i/∂c_i, then
     for all its neighbours at once the radial and angular adjoints and their contraction
     with the harmonics' gradients; O(pairs × n_max × (l_max+1)²), ∂p/∂r never formed.
+    With ``mix`` (d_J, n_species) c holds the compressed channels (Eq. 23) and ∂ε/∂c is
+    taken back to the species channels by mixᵀ.
     """
+    if n_species is None:
+        n_species = c.shape[1] if mix is None else np.asarray(mix).shape[1]
     return _backward(first, index, vectors, spec, c, p, pnorm, np.ascontiguousarray(dE_dp), h,
                      values_ln, derivs_ln, l_max, norm, f_a1, f_a2, f_l, f_w, normalize,
-                     work_chunks(len(first) - 1), fc_cut, fc_width)
+                     work_chunks(len(first) - 1), int(n_species), *_mix_args(mix), fc_cut,
+                     fc_width)
 
 
 @njit(cache=True)
@@ -923,6 +993,7 @@ class SOAP:
     layout : "gapcalc" (species-sorted channel pairs, the default for "gto") or "quip"
         (QUIP's order: channels I = (species, n) in ``species_Z`` order, pairs J ≤ I, l
         fastest, plus the covariance_sigma0 element; the default for the QUIP bases).
+        With ``compression`` the channels are the d_J elemental channels, in order.
     species_Z : neighbour species channels of the "quip" layout, in order (default:
         ``species`` in the order given). Neighbours of other species are ignored.
     Z : centre species (default: every atom is a centre). Only :meth:`compute` filters by
@@ -930,6 +1001,16 @@ class SOAP:
         species themselves.
     l_factor : weight each l by (2l+1)^{-1/2} (default); False reproduces gap_fit files
         older than gap_version 1423143769, which lack it.
+    radial_scaling : None, or u(r) scaling every neighbour's density (seed Eq. 22),
+        ``{"type": "inverse_power", "r0": Å, "m": m, "c": c}``: u = c/(c + (r/r0)^m).
+        Works with every radial basis (it multiplies the tabulated radial functions).
+    compression : None, or a (d_J, n_species) matrix u_Jα projecting the species channels
+        of c on d_J "elemental features" (alchemical compression, seed Eq. 23); features
+        then count ∝ d_J² instead of n_species². See :func:`learn_compression`.
+    features : None (all), or the indices of the power-spectrum components to keep (into
+        the full feature list of this descriptor: feature selection, seed §IV; see
+        :meth:`select_features`). Only those are computed, normalised and differentiated.
+        In the "quip" layout the covariance_sigma0 element is the last full feature.
     """
 
     name = "soap"
@@ -940,12 +1021,17 @@ class SOAP:
     covariance_sigma0 = 0.0
     l_factor = True
     _fc = (0.0, 0.0)
+    _mix = None        # (d_J, S) compression, None = species channels as they are
+    _constant_kept = True
+    selected = None
+    radial_scaling = None
 
     def __init__(self, species, cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5,
                  cutoff_width=0.5, radial_basis="gto", normalize=True, centre_weight=1.0,
                  central_reference_all_species=None, covariance_sigma0=0.0,
                  basis_error_exponent=10.0, layout=None, species_Z=None, Z=None, *,
-                 normalise=None, central_weight=None, l_factor=True):
+                 normalise=None, central_weight=None, l_factor=True,
+                 radial_scaling=None, compression=None, features=None):
         if normalise is not None:
             normalize = normalise
         if central_weight is not None:
@@ -997,30 +1083,98 @@ class SOAP:
             raise ValueError("covariance_sigma0 needs layout='quip'")
         self.Z = None if Z is None else sorted(int(SpeciesMap([z]).numbers[0])
                                                for z in np.atleast_1d(Z))
-        self._table = radial_table(self.cutoff, self.n_max, self.l_max, self.atom_sigma,
-                                   self.cutoff_width, radial_basis,
-                                   basis_error_exponent=self.basis_error_exponent)
+        self.radial_scaling = radial_scaling_spec(radial_scaling)
+        self._table = scale_table(radial_table(self.cutoff, self.n_max, self.l_max,
+                                               self.atom_sigma, self.cutoff_width, radial_basis,
+                                               basis_error_exponent=self.basis_error_exponent),
+                                  self.radial_scaling)
         # QUIP bases: the table holds I_nl without f_c (f_c applied per neighbour, which
         # makes the cubic-Hermite table ~30x more accurate for the same size)
         self._fc = ((self.cutoff, self.cutoff_width) if radial_basis in QUIP_BASES
                     else (0.0, 0.0))
         self._norm = normalisation(self.l_max)
+        S = len(self.species)
+        if compression is not None:
+            mix = np.array(compression, dtype=np.float64)
+            if mix.ndim != 2 or mix.shape[1] != S or mix.shape[0] < 1:
+                raise ValueError(f"compression must be a (d_J, n_species={S}) matrix, got "
+                                 f"shape {mix.shape}")
+            if not np.all(np.isfinite(mix)):
+                raise ValueError("compression matrix has non-finite entries")
+            if sorted(species_Z) != self.species.numbers.tolist():
+                raise ValueError("compression mixes every species: it cannot be combined "
+                                 "with a species_Z subset")
+            mix.setflags(write=False)
+            self._mix = mix
+        n_ch = S if self._mix is None else self._mix.shape[0]
         if layout == "quip":
-            channels = self.species.indices(species_Z)
-            self._features = _feature_index_quip(channels, self.n_max, self.l_max)
+            channels = (self.species.indices(species_Z) if self._mix is None
+                        else np.arange(n_ch))
+            full = _feature_index_quip(channels, self.n_max, self.l_max)
         else:
-            self._features = _feature_index(len(self.species), self.n_max, self.l_max)
+            full = _feature_index(n_ch, self.n_max, self.l_max)
         self.l_factor = bool(l_factor)
         if not self.l_factor:
             # gap_fit files older than gap_version 1423143769: no (2l+1)^{-1/2} weight
-            s1, s2, n1, n2, fl, fw = self._features
-            self._features = (s1, s2, n1, n2, fl,
-                              np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
+            s1, s2, n1, n2, fl, fw = full
+            full = (s1, s2, n1, n2, fl, np.ascontiguousarray(fw * np.sqrt(2.0 * fl + 1.0)))
+        self._n_features_full = int(len(full[0]))
+        self.selected = None
+        if features is not None:
+            sel = np.asarray(features, dtype=np.int64).ravel()
+            if (len(sel) == 0 or sel.min() < 0 or sel.max() >= len(full[0])
+                    or len(np.unique(sel)) != len(sel)):
+                raise ValueError(f"features must be distinct indices in 0..{len(full[0]) - 1}")
+            sel = np.sort(sel)
+            self.selected = sel
+            full = tuple(np.ascontiguousarray(a[sel]) for a in full)
+            # the "quip" layout's constant (last full feature) stays last if kept
+            self._constant_kept = bool(sel[-1] == self._n_features_full - 1)
+        self._features = full
         s1, s2, n1, n2, fl, fw = self._features
         # (a1, a2, l, w): the features over flattened (species, n) rows, for the
         # per-centre kernels
         self._pairs = (s1 * self.n_max + n1, s2 * self.n_max + n2, fl, fw)
-        self._species_features = _species_feature_lists(self._features, len(self.species))
+        self._species_features = _species_feature_lists(self._features, S, self._mix)
+        # (n_channels, S): channel weight of each neighbour species, for the forward gradients
+        self._mix_fwd = np.eye(S) if self._mix is None else self._mix
+
+    @property
+    def compression(self):
+        """(d_J, n_species) alchemical compression matrix, or None."""
+        return None if self._mix is None else np.array(self._mix)
+
+    @property
+    def n_channels(self) -> int:
+        """Chemical channels of the expansion: n_species, or d_J when compressed."""
+        return len(self.species) if self._mix is None else self._mix.shape[0]
+
+    @property
+    def n_features_full(self) -> int:
+        """Features before selection."""
+        return self._n_features_full
+
+    def with_options(self, **changes) -> "SOAP":
+        """A copy of this descriptor with some constructor arguments changed."""
+        d = self.to_dict()
+        d.pop("name", None)
+        d.update(changes)
+        return type(self)(**d)
+
+    def select_features(self, P, n_features, method="cur", seed=0) -> "SOAP":
+        """A copy keeping ``n_features`` of this descriptor's current features, chosen among the
+        columns of P (N, D) (features of training environments from this descriptor) by CUR
+        leverage sampling or farthest-point sampling of the columns (seed §IV)."""
+        from ..sparsify import select
+        P = np.asarray(P, dtype=np.float64)
+        if P.ndim != 2 or P.shape[1] != self.n_features:
+            raise ValueError(f"P must be (N, {self.n_features}), got {P.shape}")
+        n_features = int(n_features)
+        if not 1 <= n_features <= self.n_features:
+            raise ValueError(f"n_features must be in 1..{self.n_features}, got {n_features}")
+        cols = select(P.T, n_features, method, seed=seed)
+        current = np.arange(self.n_features) if self.selected is None else self.selected
+        return self.with_options(features=current[cols].tolist())
 
     # -- bookkeeping -----------------------------------------------------------
     @property
@@ -1029,23 +1183,47 @@ class SOAP:
 
     @property
     def _has_constant(self) -> bool:
-        """The "quip" layout ends with the covariance_sigma0 element (not normalised)."""
-        return self.layout == "quip"
+        """The "quip" layout ends with the covariance_sigma0 element (not normalised),
+        unless feature selection dropped it."""
+        return self.layout == "quip" and self._constant_kept
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "species": self.species.numbers.tolist(),
              "cutoff": self.cutoff, "n_max": self.n_max, "l_max": self.l_max,
              "atom_sigma": self.atom_sigma, "cutoff_width": self.cutoff_width,
              "radial_basis": self.radial_basis, "normalize": self.normalize,
-             "centre_weight": self.centre_weight,
-             "central_reference_all_species": self.central_reference_all_species,
-             "covariance_sigma0": self.covariance_sigma0,
-             "basis_error_exponent": self.basis_error_exponent, "layout": self.layout,
-             "species_Z": list(self.species_Z)}
+             "centre_weight": self.centre_weight}
+        # the QUIP options, recorded only where they differ from what the constructor
+        # derives from the keys above (so records of gapcalc's own SOAP keep their
+        # original keys; records with every key, as written before, load the same)
+        species_Z = list(self.species_Z)
+        if species_Z != self.species.numbers.tolist():
+            d["species_Z"] = species_Z
+        if self.central_reference_all_species != (len(species_Z) == 1):
+            d["central_reference_all_species"] = self.central_reference_all_species
+        if self.covariance_sigma0 != 0.0:
+            d["covariance_sigma0"] = self.covariance_sigma0
+        if self.basis_error_exponent != 10.0:
+            d["basis_error_exponent"] = self.basis_error_exponent
+        if self.layout != ("quip" if self.radial_basis in QUIP_BASES else "gapcalc"):
+            d["layout"] = self.layout
         if self.Z is not None:
             d["Z"] = list(self.Z)
         if not self.l_factor:
             d["l_factor"] = False
+        d.update(self._option_dict())
+        return d
+
+    def _option_dict(self) -> dict:
+        """The optional representation settings, recorded only when set (older files,
+        which lack them, load with the defaults)."""
+        d = {}
+        if getattr(self, "radial_scaling", None) is not None:
+            d["radial_scaling"] = dict(self.radial_scaling)
+        if self._mix is not None:
+            d["compression"] = self._mix.tolist()
+        if getattr(self, "selected", None) is not None:
+            d["features"] = self.selected.tolist()
         return d
 
     @classmethod
@@ -1073,7 +1251,8 @@ class SOAP:
         h, values_ln, derivs_ln = self._table_ln
         return expansion(env.first, env.index, env.vectors, env.spec, len(self.species), h,
                          values_ln, derivs_ln, self._table[3], self.l_max, self._norm,
-                         self.centre_weight, self.central_reference_all_species, *self._fc)
+                         self.centre_weight, self.central_reference_all_species, *self._fc,
+                         mix=self._mix)
 
     def features(self, env: Environment) -> np.ndarray:
         """Features of an environment without keeping the expansion (fused kernel)."""
@@ -1082,7 +1261,7 @@ class SOAP:
                                   len(self.species), h, values_ln, derivs_ln, self._table[3],
                                   self.l_max, self._norm, self.centre_weight, *self._pairs,
                                   self.normalize, self.central_reference_all_species,
-                                  *self._fc)
+                                  *self._fc, mix=self._mix)
         self._check_norms(pnorm)
         self._set_constant(p)
         return p
@@ -1094,7 +1273,8 @@ class SOAP:
                                          len(self.species), h, values_ln, derivs_ln,
                                          self._table[3], self.l_max, self._norm,
                                          self.centre_weight, *self._pairs, self.normalize,
-                                         self.central_reference_all_species, *self._fc)
+                                         self.central_reference_all_species, *self._fc,
+                                         mix=self._mix)
         self._check_norms(pnorm)
         self._set_constant(p)
         return c, p, pnorm
@@ -1158,7 +1338,7 @@ class SOAP:
         grad, st = power_spectrum_gradients(
             env.first, env.index, env.vectors, env.spec, c, p, pnorm, h, values, derivs,
             self.l_max, self._norm, *self._features, *self._species_features, gfirst, pair_slot,
-            centre_slot, self.normalize, bool(strain), *self._fc)
+            centre_slot, self.normalize, bool(strain), self._mix_fwd, *self._fc)
         if self._has_constant:          # the constant is outside the normalisation
             grad[:, :, -1] = 0.0
             if strain:
@@ -1175,13 +1355,18 @@ class SOAP:
             dE_dp[:, -1] = 0.0
         return backward_pairs(env.first, env.index, env.vectors, env.spec, c, p, pnorm,
                               dE_dp, h, values_ln, derivs_ln, self.l_max, self._norm,
-                              *self._pairs, self.normalize, *self._fc)
+                              *self._pairs, self.normalize, *self._fc,
+                              n_species=len(self.species), mix=self._mix)
 
 
-def _species_feature_lists(features, n_species):
-    """CSR (first (S+1,), index) of the features that involve each species."""
+def _species_feature_lists(features, n_species, mix=None):
+    """CSR (first (S+1,), index) of the features that involve each species (through a
+    channel it contributes to, when compressed by mix (d_J, S))."""
     s1, s2 = features[0], features[1]
-    lists = [np.flatnonzero((s1 == s) | (s2 == s)) for s in range(n_species)]
+    if mix is None:
+        lists = [np.flatnonzero((s1 == s) | (s2 == s)) for s in range(n_species)]
+    else:
+        lists = [np.flatnonzero((mix[s1, s] != 0) | (mix[s2, s] != 0)) for s in range(n_species)]
     first = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
     return first, np.concatenate(lists).astype(np.int64)
 
