@@ -21,7 +21,6 @@ Frame names in errors: "frame k" (global index) for in-memory frames, "<file>: f
 from __future__ import annotations
 
 import io
-from collections import deque
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
