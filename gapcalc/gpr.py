@@ -113,17 +113,22 @@ def _force_prior(kernel, p, spec, g, n):
     g_i = ∂p_i/∂r_ja from the forward gradients; pairs of centres of different species
     do not covary. Returns (n, 3)."""
     out = np.zeros((n, 3))
+    for j, rows in _gradient_rows_by_atom(g, n):
+        c = g.pairs[rows, 0]
+        same = spec[c][:, None] == spec[c][None, :]
+        out[j] = kernel.force_prior(p[c], g.values[rows], same)
+    return out
+
+
+def _gradient_rows_by_atom(g, n):
+    """(j, rows of g with atom j) for every atom j that some centre's features depend on."""
     js = g.pairs[:, 1]
     order = np.argsort(js, kind="stable")
     bounds = np.searchsorted(js[order], np.arange(n + 1))
     for j in range(n):
         rows = order[bounds[j]:bounds[j + 1]]
-        if not len(rows):
-            continue
-        c = g.pairs[rows, 0]
-        same = spec[c][:, None] == spec[c][None, :]
-        out[j] = kernel.force_prior(p[c], g.values[rows], same)
-    return out
+        if len(rows):
+            yield j, rows
 
 
 def _as_frames(frames):
@@ -157,13 +162,7 @@ def _force_prior_dot(kernel, p, spec, g, n):
     B = (np.where(same, d2 * z * (z - 1) * (S ** (z - 2) if z != 2 else np.ones_like(S)), 0.0)
          if z != 1 else None)
     out = np.zeros((n, 3))
-    js = g.pairs[:, 1]
-    order = np.argsort(js, kind="stable")
-    bounds = np.searchsorted(js[order], np.arange(n + 1))
-    for j in range(n):
-        rows = order[bounds[j]:bounds[j + 1]]
-        if not len(rows):
-            continue
+    for j, rows in _gradient_rows_by_atom(g, n):
         c = g.pairs[rows, 0]
         G = g.values[rows]                                   # (k, 3, D)
         k = len(c)
@@ -1141,11 +1140,8 @@ class SparseGPR:
         return out
 
     def predict(self, frames):
-        """Energies (n_frames,), forces (list of (n, 3)), stresses (list of (6,) or None)."""
-        res = [self.evaluate(at) for at in frames]
-        return {"energy": np.array([r["energy"] for r in res]),
-                "forces": [r["forces"] for r in res],
-                "stress": [r.get("stress") for r in res]}
+        """Energies (n_frames,), forces (list of (n, 3)), stresses: :meth:`Potential.predict`."""
+        return self.potential_.predict(frames)
 
     def calculator(self, **kwargs):
         """An ASE calculator for this model."""
