@@ -27,6 +27,14 @@ class GapFitArgumentError(ValueError):
 
 
 # ----------------------------------------------------------------------------- tokens
+
+def _require_covariance(kv, where, descriptor, kernel):
+    """GapFitArgumentError unless covariance_type (default: ``kernel``) is ``kernel``."""
+    cov = kv.get("covariance_type", kernel).lower()
+    if cov != kernel:
+        raise GapFitArgumentError(f"{where}: covariance_type={cov} cannot be honoured: gapcalc's "
+                                  f"{descriptor} kernel is {kernel}")
+
 def split_top_level(text: str, sep: str) -> list[str]:
     """Split ``text`` at ``sep`` characters outside braces and quotes (None: whitespace)."""
     parts, cur, depth, quote = [], [], 0, None
@@ -168,10 +176,7 @@ def _soap_kwargs(kv: dict, where: str, radial_basis=None) -> tuple[dict, dict]:
             raise GapFitArgumentError(f"{where}: {key}= is a gap_fit option gapcalc cannot "
                                       f"honour ({what} is not supported)")
         raise GapFitArgumentError(f"{where}: unknown key {key!r}")
-    cov = kv.get("covariance_type", "dot_product").lower()
-    if cov != "dot_product":
-        raise GapFitArgumentError(f"{where}: covariance_type={cov} cannot be honoured: gapcalc's "
-                                  "SOAP kernel is dot_product")
+    _require_covariance(kv, where, "SOAP", "dot_product")
     if "f0" in kv and _float(kv["f0"], "f0", where) != 0:
         raise GapFitArgumentError(f"{where}: f0 != 0 cannot be honoured (gapcalc's GP has "
                                   "zero mean)")
@@ -238,10 +243,7 @@ def _distance_2b_kwargs(kv: dict, where: str) -> dict:
             raise GapFitArgumentError(f"{where}: {key}= is a gap_fit option gapcalc cannot "
                                       f"honour ({_2B_UNSUPPORTED[key]} is not supported)")
         raise GapFitArgumentError(f"{where}: unknown key {key!r}")
-    cov = kv.get("covariance_type", "ard_se").lower()
-    if cov != "ard_se":
-        raise GapFitArgumentError(f"{where}: covariance_type={cov} cannot be honoured: gapcalc's "
-                                  "distance_2b kernel is ard_se")
+    _require_covariance(kv, where, "distance_2b", "ard_se")
     if "f0" in kv and _float(kv["f0"], "f0", where) != 0:
         raise GapFitArgumentError(f"{where}: f0 != 0 cannot be honoured")
     if "cutoff" not in kv:
