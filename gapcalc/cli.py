@@ -531,7 +531,7 @@ LEARN_DEFAULTS = dict(oracle="emt", temperature=800.0, steps=5000, timestep=2.0,
                       threshold=0.055, threshold_sigma=None, check_interval=200, min_interval=20,
                       max_calls=100, converge_checks=10, converge_steps=1000,
                       monitor_interval=500,
-                      n_sparse_initial=50, n_sparse_add=25, refit_every=0,
+                      n_sparse_initial=50, n_sparse_add=25, refit_every=None,
                       on_oracle_error="skip", log_interval=250, seed=0,
                       trajectory_interval=10, output="otf_run")
 # what --resume may change; the rest belongs to the run (state.json)
@@ -810,7 +810,8 @@ def build_parser():
     le.add_argument("--n-sparse-add", type=int, default=None,
                     help=f"sparse points added per call (default: {D['n_sparse_add']})")
     le.add_argument("--refit-every", type=int, default=None,
-                    help=f"exact refit every N calls, 0 = never (default: {D['refit_every']})")
+                    help="exact refit on the run's oracle frames every N calls, 0 = never "
+                         "(default: every call, since a learn run starts empty)")
     le.add_argument("--on-oracle-error", default=None, choices=["skip", "stop"],
                     help=f"(default: {D['on_oracle_error']})")
     le.add_argument("--log-interval", type=int, default=None,

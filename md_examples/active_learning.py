@@ -23,6 +23,7 @@ import argparse
 import logging
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 from ase import units
@@ -56,6 +57,8 @@ def main(argv=None):
     p.add_argument("--run-dir", default="otf_alloy")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir up to --steps steps in total")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run in --run-dir and start again")
     p.add_argument("--validate", type=int, default=0,
                    help="fresh oracle frames for the final error (costs (N+5)*10+1 oracle calls)")
     p.add_argument("--no-validate", action="store_true", help="(kept for old scripts; default)")
@@ -66,7 +69,11 @@ def main(argv=None):
         print(f"resumed to step {otf.dyn.nsteps}: {otf.n_calls_} oracle calls; "
               f"{otf.stop_reason()}")
         return 0
-    shutil.rmtree(a.run_dir, ignore_errors=True)
+    if (Path(a.run_dir) / "state.json").exists():
+        if not a.overwrite:   # oracle answers are never thrown away silently
+            p.error(f"{a.run_dir} holds a run: continue it with --resume, or pass --overwrite "
+                    "to delete it and start again")
+        shutil.rmtree(a.run_dir)
 
     atoms = alloy()
     oracle = make_oracle()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -91,6 +92,10 @@ def main(argv=None):
     p.add_argument("--max-calls", type=int, default=30)
     p.add_argument("--run-dir", default="otf_water_xtb")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir up to --steps steps in total")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run in --run-dir and start again")
     p.add_argument("--write-start", metavar="XYZ",
                    help="only write the starting box to this file (for `gapcalc learn`)")
     a = p.parse_args(argv)
@@ -101,7 +106,17 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from gapcalc.active import learn
     from gapcalc.oracles import make_tblite
-    shutil.rmtree(a.run_dir, ignore_errors=True)
+    if (Path(a.run_dir) / "state.json").exists():
+        if a.resume:   # the run's oracle spec is recorded: resume rebuilds GFN2-xTB itself
+            from gapcalc.active import resume
+            otf = resume(a.run_dir, steps=a.steps, max_calls=a.max_calls)
+            print(f"resumed to step {otf.dyn.nsteps}: {otf.n_calls_} GFN2-xTB calls, "
+                  f"M = {otf.model.M_}; {otf.stop_reason()}")
+            return
+        if not a.overwrite:   # xTB answers cost minutes each: never thrown away silently
+            p.error(f"{a.run_dir} holds a run: continue it with --resume, or pass --overwrite "
+                    "to delete it and start again")
+        shutil.rmtree(a.run_dir)
     otf = learn(atoms, make_tblite("GFN2-xTB"), a.run_dir, model=water_model(),
                 oracle_spec="gapcalc.oracles:make_gfn2", temperature=a.temperature,
                 steps=a.steps, timestep=a.timestep, friction=0.05, seed=a.seed,

@@ -1,4 +1,5 @@
 """On-the-fly learning: policy, checkpoints, resume after kill -9, failing oracles."""
+import copy
 import json
 import os
 import signal
@@ -358,3 +359,31 @@ def test_validation_opt_in_stated_and_never_rerun(tmp_path, capsys):
     assert main(["learn", "--resume", str(run), "--steps", "12"]) == 0
     out = capsys.readouterr().out
     assert "not rerun" in out and "extra oracle calls" not in out
+
+
+def test_run_from_empty_model_refits_exactly_after_every_call(tmp_path):
+    """Default policy: a run that starts empty keeps the exact model of its oracle frames
+    (incremental updates would see later sparse points only through earlier ones)."""
+    run = tmp_path / "run"
+    otf = active.learn(cu32(), EMT(), run, oracle_spec="emt", steps=30, threshold=0.02,
+                       temperature=600, **SMALL)
+    assert otf.n_calls_ >= 2 and otf.refit_interval == 1
+    exact = copy.deepcopy(otf.model)  # same sparse points and e0, refitted from scratch
+    exact.refit(otf.frames_)
+    np.testing.assert_allclose(otf.model.alpha_, exact.alpha_, rtol=1e-8, atol=1e-12)
+    state = json.loads((run / "state.json").read_text())
+    assert state["started_empty"] is True and state["refit_every"] is None
+    again = active.resume(run, steps=40)
+    assert again.started_empty_ and again.refit_interval == 1
+
+
+def test_refits_refused_for_a_run_from_a_fitted_model(tmp_path):
+    """A refit uses the run's frames only: from a fitted model it would drop its data."""
+    model = active.default_model([29])
+    at = cu32()
+    at.rattle(0.05, seed=1)
+    model.fit([active.label(at, EMT())])
+    otf = active.OnTheFly(model, EMT(), threshold=0.05)
+    assert otf.refit_interval == 0            # auto: incremental updates
+    with pytest.raises(ValueError, match="empty model"):
+        active.OnTheFly(model, EMT(), threshold=0.05, refit_every=1)
