@@ -42,8 +42,8 @@ log = logging.getLogger("otf_xtb")
 
 SYSTEMS = {
     # learning-run settings per system
-    "water": dict(temperature=300.0, timestep=0.5, steps=1500, threshold=0.35,
-                  check_interval=1, min_interval=3, max_calls=30, gap_ps=20.0, friction=0.05),
+    "water": dict(temperature=300.0, timestep=0.5, steps=2000, threshold=0.35,
+                  check_interval=1, min_interval=3, max_calls=40, gap_ps=20.0, friction=0.05),
     "ethanol": dict(temperature=500.0, timestep=0.5, steps=3000, threshold=0.15,
                     check_interval=1, min_interval=1, max_calls=100, gap_ps=10.0,
                     friction=0.05),
