@@ -42,7 +42,7 @@ log = logging.getLogger("otf_xtb")
 
 SYSTEMS = {
     # learning-run settings per system
-    "water": dict(temperature=300.0, timestep=0.5, steps=2000, threshold=0.35,
+    "water": dict(temperature=300.0, timestep=0.5, steps=2000, threshold=0.25,
                   check_interval=1, min_interval=3, max_calls=40, gap_ps=20.0, friction=0.05),
     "ethanol": dict(temperature=500.0, timestep=0.5, steps=3000, threshold=0.15,
                     check_interval=1, min_interval=1, max_calls=100, gap_ps=10.0,
@@ -370,6 +370,8 @@ def main(argv=None):
     p.add_argument("--xtb-steps", type=int, default=None, help="cap on direct xTB MD steps")
     p.add_argument("--gap-ps", type=float, default=None, help="ps of gapcalc MD (default 20)")
     p.add_argument("--steps", type=int, default=None, help="learning-run MD steps")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="eV/Å, calibrated max σ_F that calls xTB (default: SYSTEMS)")
     p.add_argument("--learn-minutes", type=float, default=None,
                    help="wall-time budget of the learning run (stops it, checkpointed)")
     a = p.parse_args(argv)
@@ -378,6 +380,8 @@ def main(argv=None):
     cfg = dict(SYSTEMS[a.system])
     if a.steps:
         cfg["steps"] = a.steps
+    if a.threshold:
+        cfg["threshold"] = a.threshold
     out = Path(a.out) / a.system
     out.mkdir(parents=True, exist_ok=True)
     stages = ["learn", "xtb_md", "gap_md", "report"] if a.stage == "all" else [a.stage]

@@ -533,9 +533,35 @@ LEARN_DEFAULTS = dict(oracle="emt", temperature=800.0, steps=5000, timestep=2.0,
                       monitor_interval=500,
                       n_sparse_initial=50, n_sparse_add=25, refit_every=None,
                       on_oracle_error="skip", log_interval=250, seed=0,
-                      trajectory_interval=10, output="otf_run")
+                      trajectory_interval=10, output="otf_run", soap=None, sigma_force=None,
+                      sigma_energy=None)
 # what --resume may change; the rest belongs to the run (state.json)
 RESUMABLE = ("steps", "max_calls", "log_interval", "oracle")
+
+
+_LEARN_MODEL_KEYS = ("cutoff", "cutoff_width", "n_max", "l_max", "atom_sigma", "zeta", "delta")
+
+
+def _learn_model(a, atoms):
+    """The run's empty model: active.default_model with --soap / --sigma-* changes."""
+    import numpy as np
+    from . import active
+    from .descriptors import SOAP
+    from .gpr import SparseGPR
+    kv = _keyvals(a.soap, "--soap") if a.soap else {}
+    bad = sorted(set(kv) - set(_LEARN_MODEL_KEYS))
+    if bad:
+        raise UsageError(f"--soap for learn: {', '.join(bad)} not settable here (keys: "
+                         + ", ".join(_LEARN_MODEL_KEYS) + ")")
+    base = active.default_model(np.unique(atoms.numbers))
+    if not kv and a.sigma_force is None and a.sigma_energy is None:
+        return base
+    soap = {**active.DEFAULT_MODEL, **{k: v for k, v in kv.items() if k in active.DEFAULT_MODEL}}
+    return SparseGPR(SOAP(np.unique(atoms.numbers), **soap), zeta=kv.get("zeta", base.zeta),
+                     delta=kv.get("delta", base.delta),
+                     sigma_energy=a.sigma_energy if a.sigma_energy is not None else base.sigma_energy,
+                     sigma_force=a.sigma_force if a.sigma_force is not None else base.sigma_force,
+                     sigma_virial=base.sigma_virial, e0=base.e0, n_sparse=base.n_sparse)
 
 
 def _learn_settings(a):
@@ -545,6 +571,11 @@ def _learn_settings(a):
         if getattr(a, k, None) is None:
             setattr(a, k, v)
     return given
+
+
+def _fmt_default_model():
+    from .active import DEFAULT_MODEL
+    return "'" + " ".join(f"{k}={v}" for k, v in DEFAULT_MODEL.items()) + " zeta=4'"
 
 
 def _check_resume_flags(a, given):
@@ -608,7 +639,8 @@ def cmd_learn(a):
                   "apart from the learning calls (--validate 0 to skip)")
         kw = dict(threshold=a.threshold) if a.threshold_sigma is None else dict(
             threshold_sigma=a.threshold_sigma)
-        otf = active.learn(atoms, oracle, run_dir, oracle_spec=a.oracle,
+        otf = active.learn(atoms, oracle, run_dir, model=_learn_model(a, atoms),
+                           oracle_spec=a.oracle,
                            temperature=a.temperature, steps=a.steps, timestep=a.timestep,
                            seed=a.seed, log_interval=a.log_interval,
                            check_interval=a.check_interval, min_interval=a.min_interval,
@@ -809,6 +841,14 @@ def build_parser():
                     help=f"sparse points at the first fit (default: {D['n_sparse_initial']})")
     le.add_argument("--n-sparse-add", type=int, default=None,
                     help=f"sparse points added per call (default: {D['n_sparse_add']})")
+    le.add_argument("--soap", default=None, metavar="'key=value ...'",
+                    help="the empty model's SOAP and kernel, changing the default "
+                         f"{_fmt_default_model()}; keys: {', '.join(_LEARN_MODEL_KEYS)} "
+                         "(e.g. water: 'cutoff=3 n_max=6 l_max=4 atom_sigma=0.3 zeta=2')")
+    le.add_argument("--sigma-force", type=float, default=None,
+                    help="the empty model's force noise σ_F (eV/Å; default 0.03)")
+    le.add_argument("--sigma-energy", type=float, default=None,
+                    help="the empty model's energy noise (eV/atom; default 0.001)")
     le.add_argument("--refit-every", type=int, default=None,
                     help="exact refit on the run's oracle frames every N calls, 0 = never "
                          "(default: every call, since a learn run starts empty)")

@@ -387,3 +387,23 @@ def test_refits_refused_for_a_run_from_a_fitted_model(tmp_path):
     assert otf.refit_interval == 0            # auto: incremental updates
     with pytest.raises(ValueError, match="empty model"):
         active.OnTheFly(model, EMT(), threshold=0.05, refit_every=1)
+
+
+def test_cli_learn_model_options(tmp_path, capsys):
+    """--soap / --sigma-* set the empty model (e.g. a short, sharp SOAP for water)."""
+    from gapcalc import load_model_file
+    from gapcalc.cli import main
+    run = tmp_path / "run"
+    args = ["learn", "--steps", "6", "--temperature", "600", "--threshold", "0.05",
+            "--min-interval", "5", "--check-interval", "5", "--n-sparse-initial", "10",
+            "--validate", "0", "--soap", "cutoff=4 n_max=4 l_max=3 atom_sigma=0.4 zeta=2",
+            "--sigma-force", "0.07", "-o", str(run)]
+    assert main(args) == 0
+    model = load_model_file(run / "model.npz")
+    soap = model.descriptor
+    assert (soap.cutoff, soap.n_max, soap.l_max, soap.atom_sigma) == (4.0, 4, 3, 0.4)
+    assert model.zeta == 2 and model.sigma_force == 0.07
+    capsys.readouterr()
+    assert main(["learn", "--soap", "n_sparse=5", "-o", str(tmp_path / "x")]) == 2
+    assert "not settable" in capsys.readouterr().err
+    assert main(["learn", "--resume", str(run), "--soap", "cutoff=5"]) == 2
