@@ -291,8 +291,12 @@ def candidates_chunk(chunk: Chunk, data, model, skip, first_draw: int,
 
 
 def merge_pools(a, b):
-    """Pool of two consecutive parts (a before b)."""
-    return a.merge(b)
+    """Pool of two consecutive parts (a before b); the inputs are left as they were (a
+    task may run again, and its inputs may be read by other tasks)."""
+    import copy
+    out = copy.copy(a)
+    out.items = [list(row) for row in a.items]
+    return out.merge(b)
 
 
 # --- the low-traffic sparse-point selection (gapcalc.distributed, candidates="leverage") -----

@@ -4,10 +4,40 @@ The fit is a map over chunks of consecutive frames followed by reductions
 (:mod:`gapcalc.chunks` holds the work of one chunk):
 
 1. scan — validate every frame, per-frame totals → species, e0, isolated atoms;
-2. candidates — each chunk's uniform reservoir sample of environments with the serial
-   fit's random keys; pools merged pairwise on the workers, the sparse points selected
-   from the merged pool on the client (exactly the serial choice, unless a chunk pool
-   is thinned with ``candidates_per_chunk``);
+2. sparse points — each chunk draws its uniform reservoir sample of environments with
+   the serial fit's random keys (the stream advanced to the chunk's first draw), so the
+   merge of the chunks' reservoirs is the serial reservoir; then, per (term, species),
+   the serial choice is made without moving the reservoir (``candidates="leverage"``,
+   the default for cur, uniform and random):
+
+   a. keys — chunks send each candidate's key, draw number and a 64-bit hash of its
+      features rounded as the serial dedupe rounds them (24 bytes instead of 8 D);
+      merged pairwise (smallest ``max_candidates`` keys kept). The client sorts by key
+      and drops repeated hashes: it knows the serial pool's order and size N.
+   b. rows held — each chunk makes its descriptors again (~1 % of its design-row cost)
+      and its worker keeps the rows of its members of the global pool, nothing else.
+   c. basis (CUR) — each chunk's R factor of its member rows (≤ D × D), merged up the
+      tree (tall-skinny QR); the client's SVD of the root R has the singular values and
+      vectors of the whole pool to rounding (not the Gram matrix, which loses the small
+      singular values that set the rank k).
+   d. keys with leverage (CUR) — the client draws CUR's uniforms for the N pool rows,
+      sends each chunk its members' uniforms and (s, V); chunks return their M largest
+      Efraimidis–Spirakis keys log(u)/π with a bound on their rounding difference from
+      the serial keys (:func:`~gapcalc.sparsify.cur_keys`), merged pairwise to the M
+      largest.
+   e. rows — the chunks send the chosen rows (≈ M per term and species), assembled in
+      the serial pool order.
+
+   Uniform and random need the pool size only (a, b, e). The choice is the serial one
+   by construction: if a singular value lies within the rounding bound of the rank cut,
+   or the M-th and (M+1)-th keys within their bounds, that (term, species) falls back
+   to fetching its N distinct rows and running CUR as the serial fit (logged; on the Si
+   set the bound is ~50× the largest difference measured). FPS needs every row:
+   ``candidates="complete"`` (its default) makes every chunk send its reservoir rows
+   up the tree and selects on the client. ``candidates_per_chunk`` thins each chunk's
+   pool by the sparse method first (fewer bytes, different sparse points; superseded
+   by "leverage"). ``training_summary_["dask"]["sparse_traffic"]`` has the payload
+   bytes sent to the client, from it and between workers.
 3. rows — each chunk streams its design rows into QR triangles (at most (M+1)² numbers
    per target type); triangles merged pairwise on the workers.
 
