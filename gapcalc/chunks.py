@@ -355,7 +355,7 @@ def member_triangles(held: dict, which: dict) -> dict:
 
 def member_cur_keys(held: dict, which: dict, basis: dict, n_top: dict) -> dict:
     """The ``n_top[key]`` largest CUR keys of the held rows named by ``which`` {(ti, s):
-    (draws, uniforms)} with the pool's SVD ``basis`` {(ti, s): (s, Vt, k)}
+    (draws, uniforms)} with the pool's SVD ``basis`` {(ti, s): (s, Vt[:k], k)}
     (:func:`~gapcalc.sparsify.cur_keys`): {(ti, s): (draws, keys, err, rest, n)}, rest =
     the largest key + err among the others (−inf if none). Merged by :func:`merge_top`."""
     from .sparsify import cur_keys

@@ -21,7 +21,7 @@ The fit is a map over chunks of consecutive frames followed by reductions
       vectors of the whole pool to rounding (not the Gram matrix, which loses the small
       singular values that set the rank k).
    d. keys with leverage (CUR) — the client draws CUR's uniforms for the N pool rows,
-      sends each chunk its members' uniforms and (s, V); chunks return their M largest
+      sends each chunk its members' uniforms and (s, V_k) (k ≤ M rows); chunks return their M largest
       Efraimidis–Spirakis keys log(u)/π with a bound on their rounding difference from
       the serial keys (:func:`~gapcalc.sparsify.cur_keys`), merged pairwise to the M
       largest.
@@ -559,7 +559,7 @@ class _LeveragePool:
             _, sv, Vt = np.linalg.svd(R[key][0], full_matrices=False)
             k, certain = cur_rank(sv, n)
             if certain:
-                basis[key] = (sv, Vt, k)
+                basis[key] = (sv, Vt[:k], k)
             else:
                 out[key] = None
                 log.info("CUR term %d species %d: a singular value is within rounding of the "

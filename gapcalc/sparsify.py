@@ -61,22 +61,24 @@ def cur_rank(s: np.ndarray, M: int) -> tuple[int, bool]:
 
 def cur_keys(P: np.ndarray, u: np.ndarray, s: np.ndarray, Vt: np.ndarray,
              k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keys, err) of rows P (n, D) of a pool whose SVD has singular values ``s`` and right
-    singular vectors ``Vt`` (all of them, rows), with uniforms ``u`` (n,) from ``cur``'s
-    stream: the Efraimidis–Spirakis keys log(u)/π that :func:`cur` computes for the same
+    """(keys, err) of rows P (n, D) of a pool whose SVD has singular values ``s`` (all) and
+    right singular vectors ``Vt`` (rows; the first k at least), with uniforms ``u`` (n,)
+    from ``cur``'s stream: the Efraimidis–Spirakis keys log(u)/π that :func:`cur` computes for the same
     rows of the whole pool (π unnormalised: Σπ = 1 up to rounding, and a common factor
     does not change the order), and a bound on the difference between the two.
 
     The bound is CUR_SAFETY times the first-order effect of a backward error eps·s_max of
     the SVD on π_i = ‖u_i‖²/k: 2 eps s_max ‖u_i‖ ‖u_i/s‖ / k within the kept subspace,
     plus the rotation of the kept subspace into the dropped one (gap s_{k-1} − s_k)."""
-    U = (P @ Vt[:k].T) / s[:k]
+    PV = P @ Vt[:k].T
+    U = PV / s[:k]
     lev = np.einsum("ij,ij->i", U, U) / k
     keys = np.log(u) / np.maximum(lev, 1e-300)
     scale = 2.0 * _EPS * s[0] / k
     dlev = scale * np.linalg.norm(U, axis=1) * np.linalg.norm(U / s[:k], axis=1)
-    if k < len(s):
-        rest = np.linalg.norm(P @ Vt[k:].T, axis=1)
+    if k < len(s):      # the part of each row outside the kept subspace (+ its rounding)
+        rest = (np.linalg.norm(P - PV @ Vt[:k], axis=1)
+                + 4 * P.shape[1] * _EPS * np.linalg.norm(P, axis=1))
         dlev += (scale / max(s[k - 1] - s[k], 1e-300) * rest
                  * np.sum(np.abs(U) / s[:k], axis=1))
     with np.errstate(over="ignore", invalid="ignore"):
