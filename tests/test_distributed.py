@@ -176,7 +176,12 @@ def _serial_pool(m, frames):
     return pool
 
 
-def test_leverage_selection_equals_serial(repeats, client):
+@pytest.fixture(scope="module")
+def serial_repeats(repeats):
+    return _model(two_body="distance").fit(repeats)
+
+
+def test_leverage_selection_equals_serial(repeats, serial_repeats, client):
     """candidates="leverage" (the default for CUR) gives the serial sparse points with the
     reservoir overflowing (cap 150 < environments of each species) and repeated
     environments in it (deduplicated as the serial selection does); so does "complete"."""
@@ -185,7 +190,7 @@ def test_leverage_selection_equals_serial(repeats, client):
         keys, _, _ = pool.items[0][s]
         assert len(keys) == 150                                   # the cap is reached
         assert pool.unique_count(0, s) < len(keys)                # repeats in the reservoir
-    ser = _model(two_body="distance").fit(repeats)
+    ser = serial_repeats
     dist = _model(two_body="distance").fit(repeats, client=client, chunk_frames=3)
     assert dist.training_summary_["dask"]["candidates"] == "leverage"
     assert_same_model(ser, dist)
@@ -206,13 +211,14 @@ def test_leverage_protocol_other_methods(repeats, client, method):
     assert_same_model(ser, dist)
 
 
-def test_leverage_fallback_when_rounding_could_decide(repeats, client, monkeypatch, caplog):
+def test_leverage_fallback_when_rounding_could_decide(repeats, serial_repeats, client,
+                                                     monkeypatch, caplog):
     """When the rank cut or the keys at the cut are within the rounding bound, the
     distinct candidates' rows are fetched and CUR runs as in the serial fit."""
-    ser = _model().fit(repeats)
+    ser = serial_repeats
     monkeypatch.setattr(sparsify, "CUR_SAFETY", 1e30)       # client side: rank uncertain
     with caplog.at_level(logging.INFO, logger="gapcalc.distributed"):
-        a = _model().fit(repeats, client=client, chunk_frames=4)
+        a = _model(two_body="distance").fit(repeats, client=client, chunk_frames=4)
     assert caplog.text.count("within rounding of the rank cut") == 2
     assert_same_model(ser, a)
     monkeypatch.undo()
@@ -220,7 +226,7 @@ def test_leverage_fallback_when_rounding_could_decide(repeats, client, monkeypat
     monkeypatch.setattr(sparsify, "top_certain", lambda *a: (top(*a)[0], False))
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="gapcalc.distributed"):
-        b = _model().fit(repeats, client=client, chunk_frames=4)
+        b = _model(two_body="distance").fit(repeats, client=client, chunk_frames=4)
     assert caplog.text.count("two keys at the cut are within rounding") == 2
     assert_same_model(ser, b)
 
