@@ -94,7 +94,6 @@ class CandidatePool:
 
         Reduces what a Dask task sends back; the pool is then no longer the complete
         uniform sample, so the sparse points may differ from the serial fit's."""
-        from .sparsify import select
         for ti, row in enumerate(self.items):
             for s, (keys, order, P) in enumerate(row):
                 if len(keys) <= per_species:
@@ -132,7 +131,6 @@ class CandidatePool:
     def choose(self, wanted, method, seed) -> dict:
         """{(ti, s): sparse points (n, D) in pool order} for wanted {(ti, s): n} by ``method``
         (:func:`~gapcalc.sparsify.select` with seed ``seed + s``)."""
-        from .sparsify import select
         out = {}
         for (ti, s), n in wanted.items():
             P = self.unique(ti, s)
