@@ -21,10 +21,10 @@ The fit is a map over chunks of consecutive frames followed by reductions
       vectors of the whole pool to rounding (not the Gram matrix, which loses the small
       singular values that set the rank k).
    d. keys with leverage (CUR) — the client draws CUR's uniforms for the N pool rows,
-      sends each chunk its members' uniforms and (s, V_k) (k ≤ M rows); chunks return their M largest
-      Efraimidis–Spirakis keys log(u)/π with a bound on their rounding difference from
-      the serial keys (:func:`~gapcalc.sparsify.cur_keys`), merged pairwise to the M
-      largest.
+      sends each chunk its members' uniforms and (s, V_k) (k ≤ M rows); chunks return
+      their M largest Efraimidis–Spirakis keys log(u)/π with a bound on their rounding
+      difference from the serial keys (:func:`~gapcalc.sparsify.cur_keys`), merged
+      pairwise to the M largest.
    e. rows — the chunks send the chosen rows (≈ M per term and species), assembled in
       the serial pool order.
 
@@ -32,7 +32,7 @@ The fit is a map over chunks of consecutive frames followed by reductions
    by construction: if a singular value lies within the rounding bound of the rank cut,
    or the M-th and (M+1)-th keys within their bounds, that (term, species) falls back
    to fetching its N distinct rows and running CUR as the serial fit (logged; on the Si
-   set the bound is ~50× the largest difference measured). FPS needs every row:
+   pool the bound exceeds the actual difference ≥ 34× on every row). FPS needs every row:
    ``candidates="complete"`` (its default) makes every chunk send its reservoir rows
    up the tree and selects on the client. ``candidates_per_chunk`` thins each chunk's
    pool by the sparse method first (fewer bytes, different sparse points; superseded
