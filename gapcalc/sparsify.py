@@ -64,8 +64,9 @@ def cur_keys(P: np.ndarray, u: np.ndarray, s: np.ndarray, Vt: np.ndarray,
     """(keys, err) of rows P (n, D) of a pool whose SVD has singular values ``s`` (all) and
     right singular vectors ``Vt`` (rows; the first k at least), with uniforms ``u`` (n,)
     from ``cur``'s stream: the Efraimidis–Spirakis keys log(u)/π that :func:`cur`
-    computes for the same rows of the whole pool (π unnormalised: Σπ = 1 up to rounding, and a common factor
-    does not change the order), and a bound on the difference between the two.
+    computes for the same rows of the whole pool (π unnormalised: Σπ = 1 up to rounding,
+    and a common factor does not change the order), and a bound on the difference
+    between the two.
 
     The bound is CUR_SAFETY times the first-order effect of a backward error eps·s_max of
     the SVD on π_i = ‖u_i‖²/k: 2 eps s_max ‖u_i‖ ‖u_i/s‖ / k within the kept subspace,
