@@ -19,10 +19,16 @@ What is measured
     busiest worker's CPU seconds, i.e. what dedicated cores would give (on a machine
     shared with other jobs the wall-time figure is depressed by whatever else runs).
 
-    Si: the mlearn split (214 train / 25 test, M = 1000): serial fit, Dask fits with 1 and
-    2 workers with the complete candidate pool (must give the serial sparse points), and
-    a 2-worker fit whose chunks send only ``--pool`` candidates each (thinned pool):
-    test-set energy and force errors against the serial fit (target: within 2 %).
+    Si: the mlearn split (214 train / 25 test, M = 1000): serial fit, and Dask fits on 1
+    (if asked) and 2 workers that choose the sparse points in three ways: every chunk
+    sends its complete candidate pool (``candidates="complete"``), the low-traffic
+    protocol (``candidates="leverage"``, the default: hashes, one D × D triangle per
+    chunk, CUR keys, the chosen rows), and chunks that send only ``--pool`` candidates
+    each (``candidates_per_chunk``, thinned pool). Per run: the payload bytes of the
+    sparse-point selection sent to the client, from it and between workers (merge-tree
+    inputs; ``training_summary_["dask"]["sparse_traffic"]``), whether the sparse points
+    are the serial ones, and the test-set energy and force errors against the serial
+    fit (target: within 2 %).
 
     Scaling model (printed, and written into RESULTS.md by hand): wall time for N frames
     on P workers = index + N·(t_scan + t_cand + t_rows)/P + merges + selection + solve,
@@ -274,7 +280,10 @@ def run_si(opts, out):
     ser = si_model().fit(read(str(train), ":"))
     res = {"serial": {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                       "errors": errors(ser, test)}}
-    for label, w, kw in [("dask_1", 1, {}), ("dask_2", 2, {}),
+    for label, w, kw in [("dask_1_complete", 1, {"candidates": "complete"}),
+                         ("dask_1_leverage", 1, {"candidates": "leverage"}),
+                         ("dask_2_complete", 2, {"candidates": "complete"}),
+                         ("dask_2_leverage", 2, {"candidates": "leverage"}),
                          ("dask_2_thinned", 2, {"candidates_per_chunk": opts.pool})]:
         if w not in opts.workers and label != "dask_2_thinned":
             continue
@@ -287,6 +296,10 @@ def run_si(opts, out):
                                     / np.linalg.norm(ser.alpha_))
         r["error_ratio_vs_serial"] = {k: r["errors"][k] / res["serial"]["errors"][k]
                                       for k in r["errors"]}
+        r["sparse_traffic"] = r["summary"]["dask"]["sparse_traffic"]
+        print(json.dumps({k: r[k] for k in ("wall_s", "errors", "same_sparse_points",
+                                            "alpha_rel_diff", "sparse_traffic")}),
+              file=sys.stderr, flush=True)
         r.pop("tasks")
         res[label] = r
     out["si"] = res
@@ -324,16 +337,20 @@ def report(out):
     si = out.get("si")
     if si:
         lines += ["", "### Si mlearn split (214 train / 25 test, M = 1000)", "",
-                  "| run | fit wall s | worker CPU s | worker peak RSS MB | same sparse points "
+                  "| run | fit wall s | worker CPU s | worker peak RSS MB | sparse-point bytes "
+                  "to client / from client / between workers | same sparse points "
                   "| α rel. diff | E MAE meV/at | F MAE eV/Å | F RMSE eV/Å | F RMSE / serial |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for k, r in si.items():
             e = r["errors"]
+            tr = r.get("sparse_traffic")
+            tr = (" / ".join(f"{tr[x] / 1e6:.2f} MB" for x in
+                             ("to_client", "from_client", "between_workers")) if tr else "-")
             lines.append(
                 f"| {k} | {r['wall_s']:.0f} | "
                 f"{' / '.join(f'{x:.0f}' for x in r.get('worker_cpu_s', [r.get('cpu_s', 0)]))} | "
                 f"{' / '.join(f'{x:.0f}' for x in r.get('worker_peak_rss_mb', [])) or '-'} | "
-                f"{r.get('same_sparse_points', '-')} | {r.get('alpha_rel_diff', 0):.1e} | "
+                f"{tr} | {r.get('same_sparse_points', '-')} | {r.get('alpha_rel_diff', 0):.1e} | "
                 f"{e['energy_mae'] * 1e3:.2f} | {e['force_mae']:.4f} | {e['force_rmse']:.4f} | "
                 f"{r.get('error_ratio_vs_serial', {}).get('force_rmse', 1.0):.4f} |")
         lines.append(f"\n(gap_fit, same Si model, earlier run, RESULTS.md §1: {GAP_FIT_SI_CPU_S} "

@@ -12,6 +12,10 @@ everything a task runs lives here, free of Dask, so it is plain, testable numpy:
 * :func:`candidates_chunk` — the chunk's :class:`~gapcalc.gpr.CandidatePool`, with the
   random keys the serial fit would draw for these frames (the stream is advanced to
   the chunk's first draw), merged by :func:`merge_pools`.
+* :func:`fingerprints_chunk`, :func:`members_chunk` and the ``member_*`` functions —
+  the chunk's part in the low-traffic sparse-point selection of
+  :mod:`gapcalc.distributed` (hashes up, then a QR triangle, CUR keys and the chosen
+  rows of the chunk's candidates in the global reservoir).
 * :func:`rows_chunk` — the QR triangles (at most (M+1) × (M+1)) of the chunk's design
   rows per target type (and fold), merged by :func:`merge_triangles`.
 
@@ -287,8 +291,125 @@ def candidates_chunk(chunk: Chunk, data, model, skip, first_draw: int,
 
 
 def merge_pools(a, b):
-    """Pool of two consecutive parts (a before b)."""
-    return a.merge(b)
+    """Pool of two consecutive parts (a before b); the inputs are left as they were (a
+    task may run again, and its inputs may be read by other tasks)."""
+    import copy
+    out = copy.copy(a)
+    out.items = [list(row) for row in a.items]
+    return out.merge(b)
+
+
+# --- the low-traffic sparse-point selection (gapcalc.distributed, candidates="leverage") -----
+
+
+def fingerprints_chunk(chunk: Chunk, data, model, skip, first_draw: int,
+                       first_index: int = 0):
+    """The chunk's candidate pool with each feature row replaced by its 64-bit hash
+    (:meth:`~gapcalc.gpr.CandidatePool.fingerprints`): keys, draws and hashes, 24 bytes
+    per candidate; merged by :func:`merge_pools` into the serial reservoir's."""
+    return candidates_chunk(chunk, data, model, skip, first_draw, None,
+                            first_index).fingerprints()
+
+
+def _locate(order: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Positions in ``order`` of the values ``draws`` (all present)."""
+    srt = np.argsort(order, kind="stable")
+    pos = np.minimum(np.searchsorted(order[srt], draws), max(len(order) - 1, 0))
+    if len(draws) and (not len(order) or np.any(order[srt[pos]] != draws)):
+        raise RuntimeError("candidate not found in its chunk (the chunk's data changed?)")
+    return srt[pos]
+
+
+def members_chunk(chunk: Chunk, data, model, skip, first_draw: int, members: dict,
+                  first_index: int = 0) -> dict:
+    """Feature rows of the chunk's candidates named by their draws: {(ti, s): (draws (n,),
+    rows (n, D))} for ``members`` {(ti, s): draws}. The pool is made again (descriptors
+    only, ~1 % of a chunk's design rows), so that workers hold the global reservoir's
+    rows only, never every environment."""
+    pool = candidates_chunk(chunk, data, model, skip, first_draw, None, first_index)
+    out = {}
+    for (ti, s), draws in members.items():
+        _, order, P = pool.items[ti][s]
+        draws = np.asarray(draws, dtype=np.int64)
+        out[ti, s] = (draws, P[_locate(order, draws)])
+    return out
+
+
+def _held_rows(held: dict, key, draws) -> np.ndarray:
+    d, rows = held[key]
+    return rows[_locate(d, np.asarray(draws, dtype=np.int64))]
+
+
+def member_triangles(held: dict, which: dict) -> dict:
+    """{(ti, s): (R, n)}: R (min(n, D), D) upper trapezoidal with RᵀR = PᵀP for the held
+    rows P (n, D) named by ``which`` {(ti, s): draws}; merged by :func:`merge_triangles`
+    (a tall-skinny QR: the R of the whole pool has its singular values and vectors)."""
+    out = {}
+    for key, draws in which.items():
+        P = _held_rows(held, key, draws)
+        D = P.shape[1]
+        R = triangularise(np.asfortranarray(P), D)
+        out[key] = (R[:min(len(P), D)], len(P))
+    return out
+
+
+def member_cur_keys(held: dict, which: dict, basis: dict, n_top: dict) -> dict:
+    """The ``n_top[key]`` largest CUR keys of the held rows named by ``which`` {(ti, s):
+    (draws, uniforms)} with the pool's SVD ``basis`` {(ti, s): (s, Vt[:k], k)}
+    (:func:`~gapcalc.sparsify.cur_keys`): {(ti, s): (draws, keys, err, rest, n)}, rest =
+    the largest key + err among the others (−inf if none). Merged by :func:`merge_top`."""
+    from .sparsify import cur_keys
+    out = {}
+    for key, (draws, u) in which.items():
+        draws = np.asarray(draws, dtype=np.int64)
+        keys, err = cur_keys(_held_rows(held, key, draws), np.asarray(u), *basis[key])
+        out[key] = _top((draws, keys, err, -np.inf, int(n_top[key])))
+    return out
+
+
+def _top(part):
+    """Keep the n largest keys (ties: earlier draw first); the rest's largest key + err."""
+    draws, keys, err, rest, n = part
+    order = np.lexsort((draws, -keys))
+    keep, drop = order[:n], order[n:]
+    if len(drop):
+        rest = max(float(rest), float(np.max(keys[drop] + err[drop])))
+    return draws[keep], keys[keep], err[keep], rest, n
+
+
+def merge_top(a: dict, b: dict) -> dict:
+    """Largest keys of two parts (:func:`member_cur_keys`)."""
+    out = dict(a)
+    for key, pb in b.items():
+        if key not in out:
+            out[key] = pb
+            continue
+        pa = out[key]
+        out[key] = _top(tuple(np.concatenate([x, y]) for x, y in zip(pa[:3], pb[:3]))
+                        + (max(pa[3], pb[3]), pa[4]))
+    return out
+
+
+def member_rows(held: dict, which: dict) -> dict:
+    """{(ti, s): rows (n, D)} of the held rows named by ``which`` {(ti, s): draws}, in
+    that order."""
+    return {key: _held_rows(held, key, draws) for key, draws in which.items()}
+
+
+def payload_bytes(obj) -> int:
+    """Bytes of the numbers in ``obj`` (arrays in dicts, lists, tuples, object attributes;
+    8 per Python scalar): what a transfer of it carries, bar pickling overhead."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(payload_bytes(k) + payload_bytes(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(x) for x in obj)
+    if isinstance(obj, (int, float, np.generic, bool)):
+        return 8
+    if hasattr(obj, "__dict__"):
+        return payload_bytes(vars(obj))
+    return 0
 
 
 def rows_chunk(chunk: Chunk, data, model, skip, folds=None, evaluation=False,

@@ -4,10 +4,40 @@ The fit is a map over chunks of consecutive frames followed by reductions
 (:mod:`gapcalc.chunks` holds the work of one chunk):
 
 1. scan — validate every frame, per-frame totals → species, e0, isolated atoms;
-2. candidates — each chunk's uniform reservoir sample of environments with the serial
-   fit's random keys; pools merged pairwise on the workers, the sparse points selected
-   from the merged pool on the client (exactly the serial choice, unless a chunk pool
-   is thinned with ``candidates_per_chunk``);
+2. sparse points — each chunk draws its uniform reservoir sample of environments with
+   the serial fit's random keys (the stream advanced to the chunk's first draw), so the
+   merge of the chunks' reservoirs is the serial reservoir; then, per (term, species),
+   the serial choice is made without moving the reservoir (``candidates="leverage"``,
+   the default for cur, uniform and random):
+
+   a. keys — chunks send each candidate's key, draw number and a 64-bit hash of its
+      features rounded as the serial dedupe rounds them (24 bytes instead of 8 D);
+      merged pairwise (smallest ``max_candidates`` keys kept). The client sorts by key
+      and drops repeated hashes: it knows the serial pool's order and size N.
+   b. rows held — each chunk makes its descriptors again (~1 % of its design-row cost)
+      and its worker keeps the rows of its members of the global pool, nothing else.
+   c. basis (CUR) — each chunk's R factor of its member rows (≤ D × D), merged up the
+      tree (tall-skinny QR); the client's SVD of the root R has the singular values and
+      vectors of the whole pool to rounding (not the Gram matrix, which loses the small
+      singular values that set the rank k).
+   d. keys with leverage (CUR) — the client draws CUR's uniforms for the N pool rows,
+      sends each chunk its members' uniforms and (s, V_k) (k ≤ M rows); chunks return
+      their M largest Efraimidis–Spirakis keys log(u)/π with a bound on their rounding
+      difference from the serial keys (:func:`~gapcalc.sparsify.cur_keys`), merged
+      pairwise to the M largest.
+   e. rows — the chunks send the chosen rows (≈ M per term and species), assembled in
+      the serial pool order.
+
+   Uniform and random need the pool size only (a, b, e). The choice is the serial one
+   by construction: if a singular value lies within the rounding bound of the rank cut,
+   or the M-th and (M+1)-th keys within their bounds, that (term, species) falls back
+   to fetching its N distinct rows and running CUR as the serial fit (logged; on the Si
+   pool the bound exceeds the actual difference ≥ 34× on every row). FPS needs every row:
+   ``candidates="complete"`` (its default) makes every chunk send its reservoir rows
+   up the tree and selects on the client. ``candidates_per_chunk`` thins each chunk's
+   pool by the sparse method first (fewer bytes, different sparse points; superseded
+   by "leverage"). ``training_summary_["dask"]["sparse_traffic"]`` has the payload
+   bytes sent to the client, from it and between workers.
 3. rows — each chunk streams its design rows into QR triangles (at most (M+1)² numbers
    per target type); triangles merged pairwise on the workers.
 
@@ -39,9 +69,11 @@ import time
 import numpy as np
 
 from .chunks import (EVAL_TYPES, TYPES, FrameSource, auto_target_rows, candidates_chunk,
-                     full_triangle, merge_pools, merge_triangles, rows_chunk, scan_chunk,
-                     species_chunk)
-from .descriptors import SpeciesMap
+                     fingerprints_chunk, full_triangle, member_cur_keys, member_rows,
+                     member_triangles, members_chunk, merge_pools, merge_top, merge_triangles,
+                     payload_bytes, rows_chunk, scan_chunk, species_chunk)
+from .descriptors import PairDistance, SpeciesMap
+from .kernels import SquaredExponential
 from .solver import StreamingQR
 from .targets import FrameError
 
@@ -162,11 +194,16 @@ def _watch(futures, sizes, progress, release=False):
         del fut
 
 
-def _tree(client, futures, func):
+def _tree(client, futures, func, sizes=None):
     """Reduce futures pairwise along a fixed binary tree in list order (deterministic);
-    merge tasks run before queued map tasks so that partial results do not pile up."""
+    merge tasks run before queued map tasks so that partial results do not pile up.
+    With a list ``sizes``, a future of :func:`payload_bytes` of every merge input is
+    appended to it (what travels between workers, at most)."""
     level = list(futures)
     while len(level) > 1:
+        if sizes is not None:
+            sizes.extend(client.submit(payload_bytes, x, pure=False, priority=20)
+                         for x in level[:len(level) - len(level) % 2])
         nxt = [client.submit(func, level[i], level[i + 1], pure=False, priority=10)
                for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
@@ -255,29 +292,306 @@ class _FramesAt:
         return self._frames[k - self._chunk.start]
 
 
-def _choose_sparse(model, prep, client, skip, candidates_per_chunk, progress_every):
-    """Distributed sparse-point selection (sets model.terms_)."""
+CANDIDATES = ("leverage", "complete")
+
+
+def _candidates_mode(model, candidates, candidates_per_chunk) -> str:
+    """"leverage", "complete" or "thinned" from the fit's options."""
+    if candidates not in (None,) + CANDIDATES:
+        raise ValueError(f"candidates must be one of {CANDIDATES} (or None), got {candidates!r}")
+    if candidates_per_chunk:
+        if candidates == "leverage":
+            raise ValueError("candidates_per_chunk thins each chunk's complete pool: it does "
+                             "not combine with candidates='leverage'")
+        return "thinned"
+    if candidates is None:
+        if model.sparse_method == "fps":
+            log.info("sparse_method 'fps' needs every candidate's features: the chunks send "
+                     "their complete pools (candidates='complete')")
+            return "complete"
+        return "leverage"
+    return candidates
+
+
+def _choose_sparse(model, prep, client, skip, candidates, candidates_per_chunk,
+                   progress_every):
+    """Distributed sparse-point selection (sets model.terms_, prep.candidates,
+    prep.traffic {"to_client", "from_client", "between_workers": payload bytes})."""
+    mode = _candidates_mode(model, candidates, candidates_per_chunk)
     draws = prep.meta["n_atoms"] * len(model.terms_) * ~skip
     first = np.concatenate([[0], np.cumsum(draws)])
+    rng = np.random.default_rng(model.seed)
+    rng.bit_generator.advance(int(first[-1]))
+    if mode == "leverage":
+        pool = _LeveragePool(model, prep, client, skip, first, progress_every)
+        t0 = time.perf_counter()
+        try:
+            model._select_sparse(pool, rng)
+        finally:
+            pool.close()
+        prep.select_s = time.perf_counter() - t0
+        prep.candidates, prep.traffic = mode, dict(pool.traffic)
+        log.info("sparse points chosen with %s bytes to the client, %s from it, %s between "
+                 "workers", *(f"{pool.traffic[k]:,}" for k in pool.traffic))
+        return pool
     light = _put(client, _light(model))
+    per_chunk = candidates_per_chunk if mode == "thinned" else None
     futs = [client.submit(candidates_chunk, c, d, light, s, int(first[c.start]),
-                          candidates_per_chunk, prep.first_index, pure=False)
+                          per_chunk, prep.first_index, pure=False)
             for c, d, s in zip(prep.chunks, prep.data, prep.skips(skip))]
-    root = _tree(client, futs, merge_pools)
+    sizes = []
+    root = _tree(client, futs, merge_pools, sizes)
     _watch(futs, [(c.count, 0) for c in prep.chunks],
            _Progress("sparse candidates", prep.source.n_frames, 0, progress_every), release=True)
     pool = root.result()
-    log.info("sparse candidates: %d in the merged pool; selecting", pool.size)
+    prep.candidates = mode
+    prep.traffic = {"to_client": payload_bytes(pool), "from_client": 0,
+                    "between_workers": int(sum(client.gather(sizes)))}
+    log.info("sparse candidates: %d in the merged pool (%s bytes); selecting", pool.size,
+             f"{prep.traffic['to_client']:,}")
     if not pool.complete:
         log.info("sparse candidates thinned to %d per chunk: the pool is not the complete "
                  "uniform sample, so the sparse points may differ from a serial fit's",
                  candidates_per_chunk)
-    rng = np.random.default_rng(model.seed)
-    rng.bit_generator.advance(int(first[-1]))
     t0 = time.perf_counter()
     model._select_sparse(pool, rng)
     prep.select_s = time.perf_counter() - t0
     return pool
+
+
+class _LeveragePool:
+    """The merged candidate pool of a Dask fit, kept on the workers: answers
+    :meth:`SparseGPR._select_sparse`'s questions (:class:`~gapcalc.gpr.CandidatePool`'s
+    ``unique_count``, ``choose``, ``n_drawn``, ``drawn_rows``) with the serial answers,
+    moving hashes, one D × D triangle per chunk, keys and the chosen rows instead of the
+    pool (see the module docstring)."""
+
+    def __init__(self, model, prep, client, skip, first, progress_every):
+        self.model, self.prep, self.client = model, prep, client
+        self.skip, self.first, self.every = skip, first, progress_every
+        self.traffic = {"to_client": 0, "from_client": 0, "between_workers": 0}
+        self.starts = np.asarray([first[c.start] for c in prep.chunks], dtype=np.int64)
+        self.light = _put(client, _light(model))
+        sizes = []
+        futs = [client.submit(fingerprints_chunk, c, d, self.light, s, int(first[c.start]),
+                              prep.first_index, pure=False)
+                for c, d, s in zip(prep.chunks, prep.data, prep.skips(skip))]
+        root = _tree(client, futs, merge_pools, sizes)
+        _watch(futs, [(c.count, 0) for c in prep.chunks],
+               _Progress("sparse candidates", prep.source.n_frames, 0, progress_every),
+               release=True)
+        fp = root.result()
+        del root
+        self._count(to_client=payload_bytes(fp), between=sum(client.gather(sizes)))
+        self.n_features = fp.n_features
+        self.drawn, self.uniq = {}, {}
+        for ti, row in enumerate(fp.items):
+            for s, (keys, draws, hashes) in enumerate(row):
+                srt = np.argsort(keys)      # the serial order (CandidatePool.unique)
+                self.drawn[ti, s] = draws
+                _, first_seen = np.unique(hashes[srt], return_index=True)
+                self.uniq[ti, s] = draws[srt][np.sort(first_seen)]
+        log.info("sparse candidates: %d in the merged pool, %d distinct (hashes)",
+                 sum(len(d) for d in self.drawn.values()),
+                 sum(len(u) for u in self.uniq.values()))
+        self.held = None
+
+    def _count(self, to_client=0, from_client=0, between=0):
+        self.traffic["to_client"] += int(to_client)
+        self.traffic["from_client"] += int(from_client)
+        self.traffic["between_workers"] += int(between)
+
+    def close(self):
+        self.held = None
+        self.light = None
+
+    # --- CandidatePool's questions ---
+
+    def unique_count(self, ti, s) -> int:
+        return len(self.uniq[ti, s])
+
+    def n_drawn(self, ti) -> int:
+        return sum(len(d) for (t, _), d in self.drawn.items() if t == ti)
+
+    def choose(self, wanted, method, seed) -> dict:
+        from .sparsify import select, select_count
+        idx, cur, full = {}, {}, {}
+        for (ti, s), n in wanted.items():
+            N = self.unique_count(ti, s)
+            if n >= N:
+                idx[ti, s] = np.arange(N)
+            elif method in ("uniform", "random"):
+                idx[ti, s] = select_count(N, n, method, seed + s)
+            elif method == "cur":
+                cur[ti, s] = n
+            else:
+                full[ti, s] = n
+        if full:
+            log.info("sparse_method %r needs every candidate's features: fetching the %d "
+                     "distinct candidates of %d (term, species)", method,
+                     sum(self.unique_count(*k) for k in full), len(full))
+        if cur:
+            for key, pos in self._cur(cur, seed).items():
+                if pos is None:
+                    full[key] = cur[key]
+                else:
+                    idx[key] = pos
+        fetch = {key: self.uniq[key][np.sort(pos)] for key, pos in idx.items()}
+        fetch.update({key: self.uniq[key] for key in full})
+        rows = self._fetch(fetch)
+        out = {key: rows[key] for key in idx}
+        for (ti, s), n in full.items():
+            P = rows[ti, s]
+            out[ti, s] = P[select(P, int(n), method, seed=seed + s)]
+        return out
+
+    def drawn_rows(self, picks) -> dict:
+        fetch, where = {}, {}
+        for ti, idx in picks.items():
+            S = len(self.model.species_)
+            order = np.concatenate([np.sort(self.drawn[ti, s]) for s in range(S)])
+            spec = np.concatenate([np.full(len(self.drawn[ti, s]), s) for s in range(S)])
+            for s in np.unique(spec[idx]):
+                sel = idx[spec[idx] == s]
+                fetch[ti, int(s)] = order[sel]
+            where[ti] = spec[idx]
+        rows = self._fetch(fetch)
+        out = {}
+        for ti, idx in picks.items():
+            sub = np.zeros((len(idx), self.n_features[ti]))
+            for s in np.unique(where[ti]):
+                sub[where[ti] == s] = rows[ti, int(s)]
+            out[ti] = sub
+        return out
+
+    # --- rounds on the cluster ---
+
+    def _chunk_of(self, draws) -> np.ndarray:
+        return np.searchsorted(self.starts, draws, side="right") - 1
+
+    def _split(self, per_key: dict) -> dict:
+        """{chunk: {key: values}} from {key: (draws, *values)}: each chunk's share, in the
+        given order."""
+        out = {}
+        for key, arrays in per_key.items():
+            c = self._chunk_of(arrays[0])
+            for ci in np.unique(c):
+                m = c == ci
+                out.setdefault(int(ci), {})[key] = (tuple(a[m] for a in arrays)
+                                                     if len(arrays) > 1 else arrays[0][m])
+        return out
+
+    def _hold(self):
+        """Chunk tasks that make their candidates again and keep the rows of the global
+        reservoir's members: rounds after this use them where they are."""
+        if self.held is not None:
+            return
+        model = self.model
+        need = {}
+        for (ti, s), draws in self.drawn.items():
+            term = model.terms_[ti]
+            if isinstance(term.descriptor, PairDistance):
+                continue
+            every = isinstance(term.kernel, SquaredExponential) and model.theta_2b is None
+            need[ti, s] = (np.sort(draws) if every else np.sort(self.uniq[ti, s]),)
+        parts = self._split(need)
+        self._count(from_client=payload_bytes(parts))
+        prep, client = self.prep, self.client
+        skips = prep.skips(self.skip)
+        self.held = {}
+        for ci, members in parts.items():
+            c = prep.chunks[ci]
+            self.held[ci] = client.submit(members_chunk, c, prep.data[ci], self.light,
+                                          skips[ci], int(self.first[c.start]), members,
+                                          prep.first_index, pure=False)
+        futs = list(self.held.values())
+        _watch(futs, [(prep.chunks[ci].count, 0) for ci in self.held],
+               _Progress("sparse candidates' rows", int(sum(prep.chunks[ci].count
+                                                            for ci in self.held)),
+                         0, self.every))
+
+    def _fetch(self, wanted: dict) -> dict:
+        """{key: rows} for wanted {key: draws}, rows in the order of the draws."""
+        wanted = {k: v for k, v in wanted.items() if len(v)}
+        if not wanted:
+            return {}
+        self._hold()
+        parts = self._split({k: (v,) for k, v in wanted.items()})
+        futs = {ci: self.client.submit(member_rows, self.held[ci], which, pure=False)
+                for ci, which in parts.items()}
+        self._count(from_client=payload_bytes(parts))
+        got = dict(zip(futs, self.client.gather(list(futs.values()))))
+        self._count(to_client=payload_bytes(got))
+        out = {}
+        for key, draws in wanted.items():
+            c = self._chunk_of(draws)
+            rows = np.zeros((len(draws), self.n_features[key[0]]))
+            for ci in np.unique(c):
+                rows[c == ci] = got[int(ci)][key]
+            out[key] = rows
+        return out
+
+    def _cur(self, wanted: dict, seed) -> dict:
+        """{key: positions of the sparse points in the serial pool order, or None when
+        rounding could make the serial choice differ} for wanted {key: n} by CUR."""
+        from .sparsify import cur_rank, top_certain
+        self._hold()
+        client = self.client
+        members, pos_of = {}, {}
+        for (ti, s) in wanted:
+            draws = self.uniq[ti, s]
+            u = np.random.default_rng(seed + s).random(len(draws))   # cur's stream
+            members[ti, s] = (draws, u)
+            pos_of[ti, s] = dict(zip(draws.tolist(), range(len(draws))))
+        parts = self._split(members)
+        which_f = {ci: _put(client, which) for ci, which in parts.items()}
+        self._count(from_client=payload_bytes(parts))
+        # TSQR: the R of each chunk's rows, merged up the tree
+        sizes = []
+        tri = [client.submit(member_triangles, self.held[ci], client.submit(
+            _first, which_f[ci], pure=False), pure=False) for ci in parts]
+        root = _tree(client, tri, merge_triangles, sizes)
+        R = root.result()
+        del root, tri
+        self._count(to_client=payload_bytes(R), between=sum(client.gather(sizes)))
+        out, basis = {}, {}
+        for key, n in wanted.items():
+            _, sv, Vt = np.linalg.svd(R[key][0], full_matrices=False)
+            k, certain = cur_rank(sv, n)
+            if certain:
+                basis[key] = (sv, Vt[:k], k)
+            else:
+                out[key] = None
+                log.info("CUR term %d species %d: a singular value is within rounding of the "
+                         "rank cut; fetching its candidates to choose as the serial fit",
+                         *key)
+        if basis:
+            basis_f = _put(client, basis)
+            self._count(from_client=payload_bytes(basis),
+                        between=payload_bytes(basis) * max(_n_workers(client) - 1, 0))
+            n_top = {key: wanted[key] for key in basis}
+            sizes = []
+            tops = [client.submit(member_cur_keys, self.held[ci], which_f[ci], basis_f, n_top,
+                                  pure=False) for ci in parts]
+            root = _tree(client, tops, merge_top, sizes)
+            top = root.result()
+            del root, tops
+            self._count(to_client=payload_bytes(top), between=sum(client.gather(sizes)))
+            for key in basis:
+                draws, keys, err, rest, n = top[key]
+                sel, certain = top_certain(keys, err, n, rest)
+                if certain:
+                    out[key] = np.sort([pos_of[key][d] for d in draws[sel].tolist()])
+                else:
+                    out[key] = None
+                    log.info("CUR term %d species %d: two keys at the cut are within rounding; "
+                             "fetching its candidates to choose as the serial fit", *key)
+        return out
+
+
+def _first(which):
+    """{key: draws} of {key: (draws, u)}."""
+    return {key: v[0] for key, v in which.items()}
 
 
 def _rows(model, prep, client, skip, progress_every, folds=None, evaluation=False):
@@ -309,7 +623,7 @@ def _accumulators(res, M, block_rows, kinds=TYPES):
 
 
 def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
-            progress_every=10.0):
+            progress_every=10.0, candidates=None):
     """The Dask counterpart of :meth:`SparseGPR._prepare`: e0, terms, sparse points, U.
 
     Returns (prep, fit mask) for the rows pass; ``prep.phases`` has the wall seconds of
@@ -339,7 +653,7 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
     model.species_ = model.terms_[0].descriptor.species
     if model.n_features is not None:    # feature selection reads a few frames on the client
         model._select_features(_FramesAt(prep), np.flatnonzero(~iso).tolist())
-    _choose_sparse(model, prep, client, iso, candidates_per_chunk, progress_every)
+    _choose_sparse(model, prep, client, iso, candidates, candidates_per_chunk, progress_every)
     model.U_ = model._kmm_factor()
     prep.phases = {"index_s": t1 - t0, "scan_s": t2 - t1, "sparse_s": time.perf_counter() - t2,
                    "select_s": prep.select_s}
@@ -347,11 +661,11 @@ def prepare(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
 
 
 def fit_distributed(model, frames, client, chunk_frames=None, candidates_per_chunk=None,
-                    progress_every=10.0):
+                    progress_every=10.0, candidates=None):
     """:meth:`SparseGPR.fit` on a Dask cluster (see the module docstring)."""
     t_start = time.perf_counter()
     prep, use = prepare(model, frames, client, chunk_frames, candidates_per_chunk,
-                        progress_every)
+                        progress_every, candidates)
     t0 = time.perf_counter()
     res = _rows(model, prep, client, ~use, progress_every)
     t1 = time.perf_counter()
@@ -366,7 +680,9 @@ def fit_distributed(model, frames, client, chunk_frames=None, candidates_per_chu
     phases = dict(prep.phases, rows_s=t1 - t0, solve_s=time.perf_counter() - t1)
     model.training_summary_["dask"] = {"chunks": len(prep.chunks),
                                        "workers": _n_workers(client),
-                                       "phases": {k: round(v, 3) for k, v in phases.items()}}
+                                       "phases": {k: round(v, 3) for k, v in phases.items()},
+                                       "candidates": prep.candidates,
+                                       "sparse_traffic": prep.traffic}
     return model
 
 

@@ -46,10 +46,12 @@ class CandidatePool:
 
     def __init__(self, n_features, n_species, cap, first_draw=0):
         self.cap = int(cap)
+        self.n_features = [int(d) for d in n_features]
         self.items = [[(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, d)))
                        for _ in range(n_species)] for d in n_features]
         self.next_draw = int(first_draw)
         self.complete = True      # False once a part was thinned (candidates_per_chunk)
+        self._unique = {}
 
     def offer(self, ti, s, keys, P):
         """Add environments P (n, D) with their keys (n,), drawn next in the stream."""
@@ -57,7 +59,8 @@ class CandidatePool:
         order = np.arange(self.next_draw, self.next_draw + len(keys))
         self.next_draw += len(keys)
         self.items[ti][s] = self._cap(np.concatenate([k0, keys]), np.concatenate([o0, order]),
-                                      np.vstack([P0, P]))
+                                      np.concatenate([P0, P]))
+        self._unique = {}
 
     def _cap(self, keys, order, P):
         if len(keys) > self.cap:   # uniform reservoir: keep the smallest keys
@@ -71,17 +74,26 @@ class CandidatePool:
             for s, (k1, o1, P1) in enumerate(row):
                 k0, o0, P0 = self.items[ti][s]
                 self.items[ti][s] = self._cap(np.concatenate([k0, k1]),
-                                              np.concatenate([o0, o1]), np.vstack([P0, P1]))
+                                              np.concatenate([o0, o1]), np.concatenate([P0, P1]))
         self.next_draw = max(self.next_draw, other.next_draw)
         self.complete = self.complete and other.complete
+        self._unique = {}
         return self
+
+    def fingerprints(self):
+        """The pool with every feature row replaced by :func:`row_hashes` of it (keys and
+        draws kept): merges like the pool and tells which rows the selection dedupes."""
+        import copy
+        out = copy.copy(self)
+        out.items = [[(k, o, row_hashes(P)) for k, o, P in row] for row in self.items]
+        out._unique = {}
+        return out
 
     def thin(self, per_species, method, seed):
         """Keep at most ``per_species`` candidates per (term, species), chosen by ``method``.
 
         Reduces what a Dask task sends back; the pool is then no longer the complete
         uniform sample, so the sparse points may differ from the serial fit's."""
-        from .sparsify import select
         for ti, row in enumerate(self.items):
             for s, (keys, order, P) in enumerate(row):
                 if len(keys) <= per_species:
@@ -91,11 +103,65 @@ class CandidatePool:
                 idx = select(P, int(per_species), method, seed=seed + s)
                 self.items[ti][s] = (keys[idx], order[idx], P[idx])
                 self.complete = False
+        self._unique = {}
         return self
 
     @property
     def size(self) -> int:
         return sum(len(k) for row in self.items for k, _, _ in row)
+
+    # --- what the sparse-point selection asks of a pool (also asked of the Dask fit's
+    # --- distributed pool, gapcalc.distributed._LeveragePool)
+
+    def unique(self, ti, s) -> np.ndarray:
+        """Rows of (term ti, species s) in key order, repeats (equal to 10 decimals) dropped
+        after their first appearance: the rows the sparse points are chosen from."""
+        if (ti, s) not in self._unique:
+            keys, _, P = self.items[ti][s]
+            if len(P):
+                P = P[np.argsort(keys)]   # deterministic order
+                _, uniq = np.unique(np.round(P, 10), axis=0, return_index=True)
+                P = P[np.sort(uniq)]
+            self._unique[ti, s] = P
+        return self._unique[ti, s]
+
+    def unique_count(self, ti, s) -> int:
+        return len(self.unique(ti, s))
+
+    def choose(self, wanted, method, seed) -> dict:
+        """{(ti, s): sparse points (n, D) in pool order} for wanted {(ti, s): n} by ``method``
+        (:func:`~gapcalc.sparsify.select` with seed ``seed + s``)."""
+        out = {}
+        for (ti, s), n in wanted.items():
+            P = self.unique(ti, s)
+            out[ti, s] = P[select(P, int(n), method, seed=seed + s)]
+        return out
+
+    def n_drawn(self, ti) -> int:
+        """Candidates of term ti, all species, repeats included."""
+        return sum(len(k) for k, _, _ in self.items[ti])
+
+    def drawn_rows(self, picks) -> dict:
+        """{ti: rows idx of term ti's candidates in drawing order (species by species)} for
+        picks {ti: idx}."""
+        out = {}
+        for ti, idx in picks.items():
+            parts = [item for item in self.items[ti] if len(item[0])]
+            allP = np.vstack([P[np.argsort(o, kind="stable")] for _, o, P in parts])
+            out[ti] = allP[idx]
+        return out
+
+
+def row_hashes(P: np.ndarray) -> np.ndarray:
+    """64-bit hash (n,) of each row of P (n, D) rounded to 10 decimals, −0 counted as 0:
+    rows are equal for :meth:`CandidatePool.unique` exactly when their hashes are (bar a
+    collision, ~n²/2⁶⁵)."""
+    import hashlib
+    R = np.ascontiguousarray(np.round(np.asarray(P, dtype=np.float64), 10) + 0.0)
+    out = np.empty(len(R), dtype=np.uint64)
+    for i, row in enumerate(R):
+        out[i] = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+    return out
 
 
 @dataclass
@@ -326,22 +392,27 @@ class SparseGPR:
         return targets
 
     def fit(self, frames, progress_every: float = 10.0, client=None, chunk_frames=None,
-            candidates_per_chunk=None):
+            candidates=None, candidates_per_chunk=None):
         """Learn the model from a list of ase.Atoms carrying energies/forces/virials.
 
         ``frames`` may also be an extxyz path (or a list of paths). With a Dask
         ``client`` (:mod:`gapcalc.distributed`) the fit runs on the cluster: workers read
         their own frame ranges, and only the (M+1)² triangles travel back; the model equals
         the serial fit (same sparse points, α to rounding). ``chunk_frames`` sets the
-        frames per task (default: from the data, never from the number of workers);
-        ``candidates_per_chunk`` caps the sparse-point candidates each task sends (None:
-        the complete pool, which reproduces the serial sparse points exactly).
+        frames per task (default: from the data, never from the number of workers).
+        ``candidates`` chooses how the sparse points are found on the cluster:
+        "leverage" (default for cur, uniform, random: the workers keep the candidates'
+        features and send hashes, one D × D triangle per chunk, keys and the ≈ M chosen
+        rows) or "complete" (every chunk sends its candidate pool; the default for fps);
+        both give the serial sparse points. ``candidates_per_chunk`` (superseded by
+        "leverage") thins each chunk's complete pool to that many candidates per species
+        by the sparse method: fewer bytes, but no longer the serial sparse points.
         """
         if client is not None:
             from .distributed import fit_distributed
             return fit_distributed(self, frames, client, chunk_frames=chunk_frames,
                                    candidates_per_chunk=candidates_per_chunk,
-                                   progress_every=progress_every)
+                                   progress_every=progress_every, candidates=candidates)
         t_start = time.perf_counter()
         frames, targets, fit_idx, isolated = self._prepare(_as_frames(frames))
         # pass 2: stream the design rows
@@ -569,44 +640,49 @@ class SparseGPR:
     def _select_sparse(self, cand, rng):
         """Sparse points of every term from the candidate reservoir (sets ``terms_``).
 
-        ``rng`` must have made every reservoir draw already (it then picks the subset for
-        the 2-body length scale)."""
+        ``cand`` is a :class:`CandidatePool` (or the Dask fit's distributed pool, which
+        answers the same questions). ``rng`` must have made every reservoir draw already
+        (it then picks the subset for the 2-body length scale)."""
         S = len(self.species_)
         n_soap = self.n_soap_terms_
+        wanted = {}
         for ti, term in enumerate(self.terms_):
-            Xs, Ss = [], []
             for s, sym in enumerate(self.species_.symbols):
-                keys, _, P = cand.items[ti][s]
-                if not len(P):
+                n_pool = cand.unique_count(ti, s)
+                if not n_pool:
                     continue
-                P = P[np.argsort(keys)]   # deterministic order
-                _, uniq = np.unique(np.round(P, 10), axis=0, return_index=True)
-                P = P[np.sort(uniq)]
                 n_want = (self._per_term(self.n_sparse, n_soap, "n_sparse")[ti]
                           if ti < n_soap else self.n_sparse_2b)
                 if isinstance(n_want, dict):
                     n_want = n_want.get(sym, n_want.get(str(self.species_.numbers[s]), 0))
-                n_want = min(int(n_want), len(P))
-                if n_want <= 0:
+                n_want = min(int(n_want), n_pool)
+                if n_want > 0:
+                    wanted[ti, s] = n_want
+        # linear kernel on D Gaussian pair features: the unit vectors span the whole
+        # function space, so the pair term is the exact (unsparsified) GP, K_MM = δ² I
+        pair = [isinstance(t.descriptor, PairDistance) for t in self.terms_]
+        chosen = cand.choose({key: n for key, n in wanted.items() if not pair[key[0]]},
+                             self.sparse_method, self.seed)
+        picks = {}         # the candidates in the order they were drawn (as the serial stream)
+        for ti, term in enumerate(self.terms_):
+            if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:
+                n = cand.n_drawn(ti)
+                if n:
+                    picks[ti] = rng.choice(n, min(n, 2000), replace=False)
+        subs = cand.drawn_rows(picks) if picks else {}
+        for ti, term in enumerate(self.terms_):
+            Xs, Ss = [], []
+            for s in range(S):
+                if (ti, s) not in wanted:
                     continue
-                if isinstance(term.descriptor, PairDistance):
-                    # linear kernel on D Gaussian pair features: the unit vectors span the
-                    # whole function space, so the pair term is the exact (unsparsified)
-                    # GP, K_MM = δ² I
-                    Xs.append(np.eye(P.shape[1]))
-                    Ss.append(np.full(P.shape[1], s))
-                    continue
-                idx = select(P, n_want, self.sparse_method, seed=self.seed + s)
-                Xs.append(P[idx])
-                Ss.append(np.full(len(idx), s))
+                X = np.eye(cand.n_features[ti]) if pair[ti] else chosen[ti, s]
+                Xs.append(X)
+                Ss.append(np.full(len(X), s))
             if not Xs:
                 raise ValueError(f"no sparse points for term {term.descriptor.name}")
             X = np.vstack(Xs)
-            if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:
-                # the candidates in the order they were drawn (as the serial stream)
-                parts = [cand.items[ti][s] for s in range(S) if len(cand.items[ti][s][0])]
-                allP = np.vstack([P[np.argsort(o, kind="stable")] for _, o, P in parts])
-                sub = allP[rng.choice(len(allP), min(len(allP), 2000), replace=False)]
+            if ti in subs:
+                sub = subs[ti]
                 d = np.sqrt(((sub[:, None, :] - sub[None, :, :]) ** 2).sum(-1))
                 term.kernel.theta = float(np.median(d[np.triu_indices(len(sub), 1)]) or 1.0)
             self.terms_[ti] = Term(term.descriptor, term.kernel, X, np.concatenate(Ss))

@@ -17,7 +17,10 @@ from ase.calculators.emt import EMT
 from ase.io import read, write
 
 from gapcalc import SOAP, SparseGPR
-from gapcalc.chunks import FrameSource, candidates_chunk, merge_pools
+from gapcalc import sparsify
+from gapcalc.chunks import FrameSource, candidates_chunk, merge_pools, merge_top, merge_triangles
+from gapcalc.gpr import row_hashes
+from gapcalc.solver import triangularise
 from gapcalc.datasets import label
 from gapcalc.targets import FrameError
 
@@ -150,6 +153,139 @@ def test_learning_curve_with_workers_equals_serial(alloy, client):
     for ra, rb in zip(a, b):
         assert ra["n_train"] == rb["n_train"]
         assert ra["force_rmse"] == pytest.approx(rb["force_rmse"], rel=1e-8)
+
+
+@pytest.fixture(scope="module")
+def repeats(alloy):
+    """The alloy frames and a perfect Cu and Ni crystal (32 identical environments each)."""
+    frames = list(alloy[1])
+    frames.insert(5, label(bulk("Cu", "fcc", 3.6, cubic=True) * (2, 2, 2), EMT()))
+    frames.insert(9, label(bulk("Ni", "fcc", 3.52, cubic=True) * (2, 2, 2), EMT()))
+    return frames
+
+
+def _serial_pool(m, frames):
+    """The candidate pool of a serial fit of ``frames`` (isolated atoms left out)."""
+    m.terms_ = m._make_terms(m.descriptor.species)
+    m.species_ = m.terms_[0].descriptor.species
+    rng = np.random.default_rng(m.seed)
+    pool = m._empty_candidates()
+    for at in frames:
+        if len(at) > 1:
+            m._add_candidates(pool, at, rng)
+    return pool
+
+
+@pytest.fixture(scope="module")
+def serial_repeats(repeats):
+    return _model(two_body="distance").fit(repeats)
+
+
+def test_leverage_selection_equals_serial(repeats, serial_repeats, client):
+    """candidates="leverage" (the default for CUR) gives the serial sparse points with the
+    reservoir overflowing (cap 150 < environments of each species) and repeated
+    environments in it (deduplicated as the serial selection does); so does "complete"."""
+    pool = _serial_pool(_model(two_body="distance"), repeats)
+    for s in range(2):
+        keys, _, _ = pool.items[0][s]
+        assert len(keys) == 150                                   # the cap is reached
+        assert pool.unique_count(0, s) < len(keys)                # repeats in the reservoir
+    ser = serial_repeats
+    dist = _model(two_body="distance").fit(repeats, client=client, chunk_frames=3)
+    assert dist.training_summary_["dask"]["candidates"] == "leverage"
+    assert_same_model(ser, dist)
+    full = _model(two_body="distance").fit(repeats, client=client, chunk_frames=3,
+                                           candidates="complete")
+    assert full.training_summary_["dask"]["candidates"] == "complete"
+    assert_same_model(ser, full)
+    tr = dist.training_summary_["dask"]["sparse_traffic"]
+    assert tr["to_client"] > 0 and tr["between_workers"] > 0
+
+
+@pytest.mark.parametrize("method", ["random", "fps"])
+def test_leverage_protocol_other_methods(repeats, client, method):
+    """random: indices from the pool size alone; fps: the distinct candidates' rows."""
+    ser = _model(sparse_method=method).fit(repeats)
+    dist = _model(sparse_method=method).fit(repeats, client=client, chunk_frames=4,
+                                            candidates="leverage")
+    assert_same_model(ser, dist)
+
+
+def test_leverage_fallback_when_rounding_could_decide(repeats, serial_repeats, client,
+                                                     monkeypatch, caplog):
+    """When the rank cut or the keys at the cut are within the rounding bound, the
+    distinct candidates' rows are fetched and CUR runs as in the serial fit."""
+    ser = serial_repeats
+    monkeypatch.setattr(sparsify, "CUR_SAFETY", 1e30)       # client side: rank uncertain
+    with caplog.at_level(logging.INFO, logger="gapcalc.distributed"):
+        a = _model(two_body="distance").fit(repeats, client=client, chunk_frames=4)
+    assert caplog.text.count("within rounding of the rank cut") == 2
+    assert_same_model(ser, a)
+    monkeypatch.undo()
+    top = sparsify.top_certain
+    monkeypatch.setattr(sparsify, "top_certain", lambda *a: (top(*a)[0], False))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gapcalc.distributed"):
+        b = _model(two_body="distance").fit(repeats, client=client, chunk_frames=4)
+    assert caplog.text.count("two keys at the cut are within rounding") == 2
+    assert_same_model(ser, b)
+
+
+def test_cur_in_parts_equals_cur():
+    """TSQR basis + per-part keys + merged tops = sparsify.cur, the keys within the bound."""
+    rng = np.random.default_rng(3)
+    D, N, M = 24, 400, 60
+    B = rng.normal(size=(N, 18)) @ rng.normal(size=(18, D))          # rank 18 ...
+    P = B + 1e-9 * rng.normal(size=(N, D))                           # ... plus tiny directions
+    P /= np.linalg.norm(P, axis=1, keepdims=True)
+    parts = np.array_split(np.arange(N), 5)
+    tri = [{"p": (triangularise(np.asfortranarray(P[i]), D)[:min(len(i), D)], len(i))}
+           for i in parts]
+    while len(tri) > 1:
+        tri = [merge_triangles(tri[i], tri[i + 1]) if i + 1 < len(tri) else tri[i]
+               for i in range(0, len(tri), 2)]
+    _, s, Vt = np.linalg.svd(tri[0]["p"][0], full_matrices=False)
+    k, certain = sparsify.cur_rank(s, M)
+    _, s_ser, Vt_ser = np.linalg.svd(P, full_matrices=False)
+    assert certain and k == sparsify.cur_rank(s_ser, M)[0] == 24
+    u = np.random.default_rng(0).random(N)                          # cur's stream, seed 0
+    # the serial keys (sparsify.cur's arithmetic)
+    U = (P @ Vt_ser[:k].T) / s_ser[:k]
+    lev = np.einsum("ij,ij->i", U, U) / k
+    ser_keys = np.log(u) / np.maximum(lev / lev.sum(), 1e-300)
+    tops = []
+    for i in parts:
+        keys, err = sparsify.cur_keys(P[i], u[i], s, Vt[:k], k)
+        assert np.all(np.abs(keys - ser_keys[i]) <= err)
+        assert np.max(err / np.abs(keys)) < 1e-4
+        tops.append({"p": _top_of(i, keys, err, M)})
+    top = tops[0]
+    for t in tops[1:]:
+        top = merge_top(top, t)
+    draws, keys, err, rest, n = top["p"]
+    sel, certain = sparsify.top_certain(keys, err, n, rest)
+    assert certain
+    np.testing.assert_array_equal(np.sort(draws[sel]), sparsify.cur(P, M, seed=0))
+    # two equal keys at the cut are never "certain"
+    keys = np.array([-1.0, -2.0, -2.0, -3.0])
+    assert not sparsify.top_certain(keys, np.zeros(4), 2)[1]
+    assert sparsify.top_certain(keys, np.zeros(4), 1)[1]
+    assert not sparsify.top_certain(keys, np.full(4, 0.6), 1)[1]
+
+
+def _top_of(draws, keys, err, n):
+    from gapcalc.chunks import _top
+    return _top((np.asarray(draws), keys, err, -np.inf, n))
+
+
+def test_row_hashes_match_the_selection_dedupe():
+    P = np.array([[0.0, 0.5, 1.0], [-0.0, 0.5, 1.0], [1e-12, 0.5, 1.0 + 2e-12],
+                  [1e-8, 0.5, 1.0], [-1e-12, 0.5, 1.0]])
+    h = row_hashes(P)
+    assert h[0] == h[1] == h[2] == h[4] != h[3]         # equal to 10 decimals, -0 = 0
+    _, first = np.unique(np.round(P, 10), axis=0, return_index=True)
+    _, first_h = np.unique(h, return_index=True)
+    np.testing.assert_array_equal(np.sort(first), np.sort(first_h))
 
 
 class _KillOnProgress(logging.Handler):
