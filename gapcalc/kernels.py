@@ -108,15 +108,22 @@ class DotProduct:
         T *= dk
         return T.reshape(n, 3, -1)
 
-    def energy_and_gradient(self, P, X, alpha):
-        """ε (N,) and w = ∂ε/∂P (N, D) for weights alpha (M,)."""
+    def quadratic_form(self, X, alpha):
+        """A = Σ_m α_m x_m x_mᵀ (D, D), so that with ζ = 2 ε = δ² pᵀ A p. It depends on the
+        sparse points and weights only (M·D² to build): callers that predict repeatedly with
+        the same X and alpha build it once and pass it to :meth:`energy_and_gradient`."""
+        return (X.T * alpha) @ X
+
+    def energy_and_gradient(self, P, X, alpha, form=None):
+        """ε (N,) and w = ∂ε/∂P (N, D) for weights alpha (M,). ``form``: with ζ = 2, the
+        caller's :meth:`quadratic_form` of (X, alpha) (built here when None)."""
         if self.zeta == 1:
             # linear: ε = δ² p·w with w = Σ_m α_m x_m (no round-off from large, cancelling α)
             w = self.delta ** 2 * (X.T @ alpha)
             return P @ w, np.broadcast_to(w, P.shape).copy()
         if self.zeta == 2:
             # quadratic form: ε = δ² pᵀ (Σ_m α_m x_m x_mᵀ) p, cost D² per atom instead of M·D
-            A = (X.T * alpha) @ X
+            A = self.quadratic_form(X, alpha) if form is None else form
             PA = P @ A
             eps = self.delta ** 2 * np.einsum("id,id->i", PA, P)
             return eps, 2.0 * self.delta ** 2 * PA

@@ -43,6 +43,8 @@ class Term:
     alpha : (M_t,) weights (eV). columns : (M_t,) the global column (index into the
     model's α, R, U) of each sparse point; columns are numbered in order of creation, so
     sparse points added later (on-the-fly learning) extend every matrix at the end.
+    X is fixed once the term is made; ``alpha`` may be reassigned (not changed in place):
+    assigning it drops the ζ = 2 quadratic forms the term keeps for prediction.
     """
 
     kind = "kernel"
@@ -59,6 +61,26 @@ class Term:
         n_species = len(descriptor.species)
         self.offsets = np.searchsorted(self.X_species, np.arange(n_species + 1))
         self.alpha = None if alpha is None else np.asarray(alpha, dtype=np.float64)[order]
+
+    @property
+    def alpha(self):
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value):
+        self._alpha = value
+        self._forms = {}
+
+    def _form(self, s, sl):
+        """{"form": A_s} with the kept ζ = 2 quadratic form Σ_m α_m x_m x_mᵀ of species s's
+        sparse points (built on first use; M·D² once instead of on every call), or {} for
+        other kernels."""
+        if getattr(self.kernel, "zeta", None) != 2 or not hasattr(self.kernel, "quadratic_form"):
+            return {}
+        A = self._forms.get(s)
+        if A is None:
+            A = self._forms[s] = self.kernel.quadratic_form(self.X[sl], self.alpha[sl])
+        return {"form": A}
 
     @property
     def M(self) -> int:
@@ -98,8 +120,9 @@ class Term:
         c, p, pnorm = self.descriptor.describe(sub)
         eps = np.zeros(sub.n_centres)
         w = np.zeros_like(p) if gradients else None
-        for _, rows, sl in self.blocks(sub.centre_spec):
-            e, w_s = self.kernel.energy_and_gradient(p[rows], self.X[sl], self.alpha[sl])
+        for s, rows, sl in self.blocks(sub.centre_spec):
+            e, w_s = self.kernel.energy_and_gradient(p[rows], self.X[sl], self.alpha[sl],
+                                                     **self._form(s, sl))
             eps[rows] = e
             if gradients:
                 w[rows] = w_s

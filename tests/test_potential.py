@@ -110,3 +110,38 @@ def test_inconsistent_neighbour_arrays_are_refused():
         Environment.from_arrays([0, 2], [1], np.zeros((1, 3)), [0, 0])
     with pytest.raises(ValueError, match="outside"):
         Environment.from_arrays([0, 1], [5], np.zeros((1, 3)), [0, 0])
+
+
+def test_zeta2_kept_quadratic_form_matches_direct_and_follows_alpha(cu_ni_frames):
+    """ζ = 2 terms keep Σ α x xᵀ per species between calls: the same energies and forces as
+    the kernel built from (X, α) on every call, and a new α (reassigned, as a refit or an
+    on-the-fly update does) is used at once."""
+    soap = SOAP(["Cu", "Ni"], cutoff=3.6, n_max=4, l_max=3, atom_sigma=0.5)
+    model = SparseGPR(soap, zeta=2, n_sparse=20, sigma_force=0.05).fit(cu_ni_frames)
+    pot = model.potential_
+    term = pot.terms[0]
+    at = cu_ni_frames[0].copy()
+    at.rattle(0.02, seed=7)
+    env = pot.environment(at)
+
+    def direct(alpha):
+        """ε and pair terms with the quadratic form rebuilt from (X, alpha) per species."""
+        c, p, pnorm = term.descriptor.describe(env)
+        eps, w = np.zeros(len(p)), np.zeros_like(p)
+        for _, rows, sl in term.blocks(env.centre_spec):
+            eps[rows], w[rows] = term.kernel.energy_and_gradient(p[rows], term.X[sl], alpha[sl])
+        return eps, term.descriptor.backward(env, c, p, pnorm, w)
+
+    for _ in range(2):                      # first call builds the forms, the second reuses
+        eps, t = term.local_energies(env)
+        eps0, t0 = direct(term.alpha)
+        np.testing.assert_allclose(eps, eps0, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(t, t0, rtol=1e-12, atol=1e-14)
+    assert term._forms
+    new_alpha = 1.5 * term.alpha
+    term.alpha = new_alpha
+    eps, t = term.local_energies(env)
+    eps0, t0 = direct(new_alpha)
+    np.testing.assert_allclose(eps, eps0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(t, t0, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(eps, direct(new_alpha / 1.5)[0])
