@@ -79,3 +79,20 @@ def test_otf_water_xtb_example_start(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert len(read(out)) == 96
+
+
+@pytest.mark.parametrize("script", ["otf_water_xtb.py", "active_learning.py"])
+def test_examples_never_delete_a_run(tmp_path, script):
+    """An existing run (its oracle answers) survives a second start without --resume."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text("{}")
+    (run / "train.xyz").write_text("kept")
+    path = Path(__file__).resolve().parents[1] / "md_examples" / script
+    res = subprocess.run([sys.executable, str(path), "--run-dir", str(run)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "--resume" in res.stderr and "--overwrite" in res.stderr
+    assert (run / "train.xyz").read_text() == "kept"
