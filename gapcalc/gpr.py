@@ -580,11 +580,8 @@ class SparseGPR:
                 if not len(P):
                     continue
                 P = P[np.argsort(keys)]   # deterministic order
-                # distinct environments (first occurrence) and how many each stands for
-                _, uniq, counts = np.unique(np.round(P, 10), axis=0, return_index=True,
-                                            return_counts=True)
-                first = np.argsort(uniq)
-                P, counts = P[uniq[first]], counts[first]
+                _, uniq = np.unique(np.round(P, 10), axis=0, return_index=True)
+                P = P[np.sort(uniq)]
                 n_want = (self._per_term(self.n_sparse, n_soap, "n_sparse")[ti]
                           if ti < n_soap else self.n_sparse_2b)
                 if isinstance(n_want, dict):
@@ -599,8 +596,7 @@ class SparseGPR:
                     Xs.append(np.eye(P.shape[1]))
                     Ss.append(np.full(P.shape[1], s))
                     continue
-                idx = select(P, n_want, self.sparse_method, seed=self.seed + s,
-                             weights=counts)
+                idx = select(P, n_want, self.sparse_method, seed=self.seed + s)
                 Xs.append(P[idx])
                 Ss.append(np.full(len(idx), s))
             if not Xs:

@@ -6,11 +6,7 @@ row indices, deterministic for a given ``seed``.
 * ``cur``: CUR leverage-score sampling (Mahoney & Drineas): the top-k right singular
   vectors of P give each row a statistical leverage π_i = Σ_{j<k} U_ij² / k; rows are
   drawn without replacement with probability ∝ π_i. Favours the environments that
-  span the feature space, as gap_fit's ``cur_points``. With ``weights`` (row
-  multiplicities: P holds each distinct environment once) the leverages are those of
-  the matrix with every row repeated, and a row is drawn with the total probability of
-  its copies — the same distribution as sampling the repeated matrix and skipping
-  copies of rows already drawn.
+  span the feature space, as gap_fit's ``cur_points``.
 * ``fps``: farthest-point sampling in Euclidean feature distance, starting from the
   row farthest from the mean: a uniform cover of the occupied feature space.
 * ``uniform``: evenly spaced rows (a baseline); ``random``: a random subset (baseline).
@@ -22,19 +18,15 @@ import numpy as np
 METHODS = ("cur", "fps", "uniform", "random")
 
 
-def cur(P: np.ndarray, M: int, seed: int = 0, weights=None) -> np.ndarray:
-    """M rows of P (N, D) by CUR leverage sampling; ``weights`` (N,): row multiplicities."""
+def cur(P: np.ndarray, M: int, seed: int = 0) -> np.ndarray:
     N = len(P)
     if M >= N:
         return np.arange(N)
-    w = np.ones(N) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (N,) or np.any(w <= 0):
-        raise ValueError(f"weights must be {N} positive row multiplicities")
-    _, s, Vt = np.linalg.svd(P * np.sqrt(w)[:, None], full_matrices=False)
+    _, s, Vt = np.linalg.svd(P, full_matrices=False)
     k = max(1, min(M, int(np.sum(s > s[0] * 1e-10))))
-    # U_ij = (P V)_ij / s_j without forming U for all columns: the leverage of one copy
+    # U_ij = (P V)_ij / s_j without forming U for all columns
     U = (P @ Vt[:k].T) / s[:k]
-    lev = w * np.einsum("ij,ij->i", U, U) / k
+    lev = np.einsum("ij,ij->i", U, U) / k
     rng = np.random.default_rng(seed)
     prob = lev / lev.sum()
     # sampling without replacement ∝ leverage (Efraimidis–Spirakis keys)
@@ -74,19 +66,11 @@ def random(P: np.ndarray, M: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(N, M, replace=False))
 
 
-def select(P: np.ndarray, M: int, method: str = "cur", seed: int = 0,
-           weights=None) -> np.ndarray:
-    """Indices of M sparse points among the rows of P by ``method``.
-
-    ``weights`` (N,): how many environments each row stands for (P holding the distinct
-    ones); ``cur`` draws by the leverage of the repeated matrix, the other methods
-    choose among the distinct rows and ignore it."""
+def select(P: np.ndarray, M: int, method: str = "cur", seed: int = 0) -> np.ndarray:
+    """Indices of M sparse points among the rows of P by ``method``."""
     funcs = {"cur": cur, "fps": fps, "uniform": uniform, "random": random}
     if method not in funcs:
         raise ValueError(f"unknown sparse_method {method!r}; choose from {METHODS}")
     if M < 1:
         raise ValueError(f"need at least one sparse point, got n_sparse={M}")
-    P = np.asarray(P, dtype=np.float64)
-    if method == "cur":
-        return cur(P, int(M), seed, weights)
-    return funcs[method](P, int(M), seed)
+    return funcs[method](np.asarray(P, dtype=np.float64), int(M), seed)

@@ -111,40 +111,6 @@ def test_sparse_selection(method):
         select(P, 3, "nope")
 
 
-def test_cur_weights_are_repeated_rows():
-    """cur on distinct rows with multiplicities draws as cur on the repeated matrix,
-    taking each distinct row once: same leverages, same selection frequencies."""
-    rng = np.random.default_rng(2)
-    D = rng.normal(size=(8, 3))
-    counts = np.array([1, 1, 12, 1, 1, 5, 1, 1])
-    R = np.repeat(D, counts, axis=0)
-    owner = np.repeat(np.arange(8), counts)
-    np.testing.assert_array_equal(select(D, 3, "cur", seed=4, weights=np.ones(8)),
-                                  select(D, 3, "cur", seed=4))
-    n = 3000
-    freq_w, freq_r = np.zeros(8), np.zeros(8)
-    for seed in range(n):
-        freq_w[select(D, 3, "cur", seed=seed, weights=counts)] += 1
-        # the repeated matrix: draw rows in leverage-key order, skip copies
-        order = np.argsort(-(np.log(np.random.default_rng(10_000 + seed).random(len(R)))
-                             / _leverage(R)))
-        freq_r[list(dict.fromkeys(owner[order]))[:3]] += 1
-    np.testing.assert_allclose(freq_w / n, freq_r / n, atol=0.04)
-    # the heavily repeated row is drawn more often than without its multiplicity
-    freq_u = np.zeros(8)
-    for seed in range(n):
-        freq_u[select(D, 3, "cur", seed=seed)] += 1
-    assert freq_w[2] > freq_u[2] + 0.1 * n
-    with pytest.raises(ValueError, match="multiplicities"):
-        select(D, 3, "cur", weights=np.zeros(8))
-
-
-def _leverage(P):
-    """Leverage of every row of P over its numerical column space (full rank here)."""
-    U, s, _ = np.linalg.svd(P, full_matrices=False)
-    return np.einsum("ij,ij->i", U, U) / len(s)
-
-
 def test_fps_covers_space():
     rng = np.random.default_rng(1)
     clusters = np.vstack([rng.normal(c, 0.01, size=(50, 2)) for c in ([0, 0], [5, 0], [0, 5])])
