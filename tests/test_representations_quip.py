@@ -9,6 +9,8 @@ from ase import Atoms
 from gapcalc.descriptors import SOAP, descriptor_from_dict
 from gapcalc.descriptors.radial import radial_scaling_values
 
+from _checks import assert_backward_matches_forward, assert_gradients_match_fd, triclinic_cell
+
 SMALL = dict(cutoff=4.0, n_max=3, l_max=2, atom_sigma=0.5, cutoff_width=1.0)
 SCALING = {"type": "inverse_power", "r0": 2.0, "m": 4, "c": 0.7}
 MIX = [[1.0, 0.4, -0.3], [0.2, -0.8, 0.9]]          # d_J = 2 over (H, C, O)
@@ -17,18 +19,7 @@ SP = ["H", "C", "O"]
 
 def cell3():
     """Periodic triclinic cell with three species, smaller than the cutoff sphere."""
-    rng = np.random.default_rng(4)
-    cell = np.array([[4.2, 0.0, 0.0], [1.3, 3.9, 0.0], [0.7, -0.9, 4.4]])
-    at = Atoms(numbers=[1, 8, 8, 6, 1, 6], scaled_positions=rng.random((6, 3)), cell=cell,
-               pbc=True)
-    for _ in range(50):
-        d = at.get_all_distances(mic=True)
-        np.fill_diagonal(d, 10)
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        if d[i, j] > 1.0:
-            break
-        at.positions[i] += rng.normal(size=3) * 0.5
-    return at
+    return triclinic_cell([1, 8, 8, 6, 1, 6])
 
 
 def variants():
@@ -54,41 +45,10 @@ def variants():
 NAMES = list(variants())
 
 
-def _dense(grads, n):
-    G = np.zeros((n, n, 3, grads.values.shape[-1]))
-    for (i, j), v in zip(grads.pairs, grads.values):
-        G[i, j] += v
-    return G
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_position_and_strain_gradients(name):
     desc = variants()[name]
-    at = cell3()
-    X, g = desc.compute(at, gradients=True)
-    assert X.shape == (len(at), desc.n_features)
-    G = _dense(g, len(at))
-    h = 1e-5
-    err = 0.0
-    for j in range(len(at)):
-        for a in range(3):
-            plus, minus = at.copy(), at.copy()
-            plus.positions[j, a] += h
-            minus.positions[j, a] -= h
-            fd = (desc.compute(plus) - desc.compute(minus)) / (2 * h)
-            err = max(err, np.abs(fd - G[:, j, a]).max())
-    assert err / np.abs(G).max() < 1e-6
-    err = 0.0
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = h
-            plus, minus = at.copy(), at.copy()
-            plus.set_cell(at.cell.array @ (np.eye(3) + eps).T, scale_atoms=True)
-            minus.set_cell(at.cell.array @ (np.eye(3) - eps).T, scale_atoms=True)
-            fd = (desc.compute(plus) - desc.compute(minus)) / (2 * h)
-            err = max(err, np.abs(fd - g.strain[:, a, b]).max())
-    assert err / np.abs(g.strain).max() < 1e-6
+    assert_gradients_match_fd(desc, cell3(), h=1e-5, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,17 +59,7 @@ def test_reverse_mode_matches_forward(name):
     c, p, pn = desc.describe(env)
     np.testing.assert_allclose(p, desc.features(env), atol=1e-14)
     np.testing.assert_allclose(p, desc.spectrum(desc.expand(env))[0], atol=1e-14)
-    w = np.random.default_rng(0).normal(size=p.shape)
-    g = desc.gradients(env, c, p, pn)
-    ref = np.zeros((len(at), 3))
-    np.add.at(ref, g.pairs[:, 1], np.einsum("sad,sd->sa", g.values, w[g.pairs[:, 0]]))
-    t = desc.backward(env, c, p, pn, w)
-    got = np.zeros((len(at), 3))
-    np.add.at(got, env.index, t)
-    np.add.at(got, np.repeat(np.arange(len(at)), np.diff(env.first)), -t)
-    np.testing.assert_allclose(got, ref, atol=1e-10 * np.abs(ref).max())
-    strain = np.einsum("iabd,id->ab", g.strain, w)
-    np.testing.assert_allclose(t.T @ env.vectors, strain, atol=1e-10 * np.abs(strain).max())
+    assert_backward_matches_forward(desc, env, c, p, pn, len(at))
 
 
 def test_selection_is_a_column_subset_and_keeps_or_drops_the_constant():

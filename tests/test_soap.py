@@ -8,6 +8,8 @@ from gapcalc.descriptors import SOAP, TwoBody, descriptor_from_dict
 from gapcalc.descriptors.radial import radial_table
 from gapcalc.descriptors.spherical import spherical_harmonics
 
+from _checks import assert_backward_matches_forward, assert_gradients_match_fd, triclinic_cell
+
 SMALL = dict(cutoff=4.0, n_max=4, l_max=3, atom_sigma=0.5, cutoff_width=1.0)
 
 
@@ -33,19 +35,7 @@ def small_cell():
 
 
 def triclinic():
-    rng = np.random.default_rng(4)
-    cell = np.array([[4.2, 0.0, 0.0], [1.3, 3.9, 0.0], [0.7, -0.9, 4.4]])
-    numbers = [1, 8, 8, 6, 1, 6, 8, 1]
-    frac = rng.random((len(numbers), 3))
-    at = Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
-    # push atoms apart a little so no pair is unphysically close
-    for _ in range(50):
-        d = at.get_all_distances(mic=True)
-        np.fill_diagonal(d, 10)
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        if d[i, j] > 1.0:
-            break
-        at.positions[i] += rng.normal(size=3) * 0.5
+    at = triclinic_cell([1, 8, 8, 6, 1, 6, 8, 1])
     at.positions[0] += at.cell[0] * 1.0  # one atom outside the cell
     return at
 
@@ -58,14 +48,6 @@ CASES = {
 }
 
 
-def _dense_gradient(grads, n_atoms):
-    D = grads.values.shape[-1]
-    G = np.zeros((n_atoms, n_atoms, 3, D))
-    for (i, j), v in zip(grads.pairs, grads.values):
-        G[i, j] += v
-    return G
-
-
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("kind", ["soap", "twobody"])
 def test_position_and_strain_gradients(name, kind):
@@ -73,32 +55,7 @@ def test_position_and_strain_gradients(name, kind):
     at = make()
     desc = SOAP(species, **SMALL) if kind == "soap" else TwoBody(
         species, **{k: v for k, v in SMALL.items() if k != "l_max"})
-    X, grads = desc.compute(at, gradients=True)
-    assert X.shape == (len(at), desc.n_features)
-    G = _dense_gradient(grads, len(at))
-    h = 1e-5
-    err = 0.0
-    scale = np.abs(G).max()
-    for j in range(len(at)):
-        for a in range(3):
-            plus, minus = at.copy(), at.copy()
-            plus.positions[j, a] += h
-            minus.positions[j, a] -= h
-            fd = (desc.compute(plus) - desc.compute(minus)) / (2 * h)
-            err = max(err, np.abs(fd - G[:, j, a, :]).max())
-    assert err / scale < 1e-6, (err, scale)
-    if at.pbc.any():
-        err = 0.0
-        for a in range(3):
-            for b in range(3):
-                eps = np.zeros((3, 3))
-                eps[a, b] = h
-                plus, minus = at.copy(), at.copy()
-                plus.set_cell(at.cell.array @ (np.eye(3) + eps).T, scale_atoms=True)
-                minus.set_cell(at.cell.array @ (np.eye(3) - eps).T, scale_atoms=True)
-                fd = (desc.compute(plus) - desc.compute(minus)) / (2 * h)
-                err = max(err, np.abs(fd - grads.strain[:, a, b, :]).max())
-        assert err / np.abs(grads.strain).max() < 1e-6
+    assert_gradients_match_fd(desc, at, h=1e-5, rtol=1e-6)
 
 
 def test_invariances():
@@ -245,18 +202,7 @@ def test_backward_matches_forward():
         env = desc.environment(at)
         c = desc.expand(env)
         p, pn = desc.spectrum(c)
-        w = np.random.default_rng(0).normal(size=p.shape)
-        grads = desc.gradients(env, c, p, pn)
-        dE_dr = np.zeros((len(at), 3))
-        np.add.at(dE_dr, grads.pairs[:, 1], np.einsum("sad,sd->sa", grads.values,
-                                                      w[grads.pairs[:, 0]]))
-        t = desc.backward(env, c, p, pn, w)
-        dE_dr2 = np.zeros((len(at), 3))
-        np.add.at(dE_dr2, env.index, t)
-        np.add.at(dE_dr2, np.repeat(np.arange(len(at)), np.diff(env.first)), -t)
-        np.testing.assert_allclose(dE_dr2, dE_dr, atol=1e-10 * np.abs(dE_dr).max())
-        strain = np.einsum("iabd,id->ab", grads.strain, w)
-        np.testing.assert_allclose(t.T @ env.vectors, strain, atol=1e-10 * np.abs(strain).max())
+        assert_backward_matches_forward(desc, env, c, p, pn, len(at))
 
 
 def test_batch_of_structures_equals_one_by_one():
