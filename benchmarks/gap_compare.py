@@ -138,7 +138,7 @@ def reference(at):
 
 
 def gap_fit_command(train: Path, variant: str, n_sparse: int, gp_file: str,
-                    radial_basis: str | None = None) -> list[str]:
+                    radial_basis: str | None = None, rnd_seed: int = 1) -> list[str]:
     # QUIP's default SOAP radial basis ("ORIGINAL", equispaced Gaussians) is not the one
     # gapcalc uses; radial_basis="GTO" selects QUIP's Gaussian-type-orbital basis instead
     basis = f"radial_basis={radial_basis} " if radial_basis else ""
@@ -156,14 +156,15 @@ def gap_fit_command(train: Path, variant: str, n_sparse: int, gp_file: str,
             "default_sigma={%g %g %g 0.0}" % SIGMAS, "e0_method=average",
             "energy_parameter_name=energy", "force_parameter_name=forces",
             "virial_parameter_name=virial", "do_copy_at_file=F", "sparse_separate_file=F",
-            "rnd_seed=1", f"gp_file={gp_file}"]
+            f"rnd_seed={rnd_seed}", f"gp_file={gp_file}"]
 
 
 def worker_gap_fit(dataset: str, variant: str, workdir: Path,
-                   radial_basis: str | None = None) -> dict:
+                   radial_basis: str | None = None, rnd_seed: int = 1) -> dict:
     train, _ = dataset_files(dataset, workdir.parent)
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = gap_fit_command(train, variant, N_SPARSE[dataset], "gap.xml", radial_basis)
+    cmd = gap_fit_command(train, variant, N_SPARSE[dataset], "gap.xml", radial_basis,
+                          rnd_seed)
     (workdir / "command.txt").write_text(" ".join(cmd) + "\n")
     return {"code": "gap_fit", "dataset": dataset, "variant": variant,
             **run_gap_fit(cmd, workdir), "model": str(workdir / "gap.xml"),
@@ -262,7 +263,8 @@ def run_worker(opts) -> None:
     if opts.n_sparse:
         N_SPARSE.update({k: opts.n_sparse for k in N_SPARSE})
     if opts.worker == "gap_fit":
-        res = worker_gap_fit(opts.dataset, opts.variant, workdir, opts.quip_radial_basis)
+        res = worker_gap_fit(opts.dataset, opts.variant, workdir, opts.quip_radial_basis,
+                             opts.gap_fit_seed)
     elif opts.worker == "gapcalc":
         res = worker_gapcalc(opts.dataset, opts.variant, workdir, opts.radial_basis,
                              opts.recipe, opts.seed)
@@ -298,7 +300,9 @@ def measure(dataset, variant, code, opts) -> dict | None:
     wd = base / (f"{dataset}_{variant}_{code}" + (f"_{basis}" if basis != "gto" else "")
                  + (f"_M{opts.n_sparse}" if opts.n_sparse else "")
                  + ("_recipe" if opts.recipe and code == "gapcalc" else "")
-                 + (f"_s{opts.seed}" if opts.seed is not None and code == "gapcalc" else ""))
+                 + (f"_s{opts.seed}" if opts.seed is not None and code == "gapcalc" else "")
+                 + (f"_rs{opts.gap_fit_seed}" if opts.gap_fit_seed != 1 and code == "gap_fit"
+                    else ""))
     wd.mkdir(parents=True, exist_ok=True)
     fit_json, eval_json = wd / "fit.json", wd / "eval.json"
     if opts.reuse and fit_json.exists():
@@ -309,6 +313,8 @@ def measure(dataset, variant, code, opts) -> dict | None:
             f.unlink(missing_ok=True)
         extra = (["--quip-radial-basis", opts.quip_radial_basis]
                  if code == "gap_fit" and opts.quip_radial_basis else [])
+        if code == "gap_fit":
+            extra += ["--gap-fit-seed", str(opts.gap_fit_seed)]
         if code == "gapcalc":
             extra = ["--radial-basis", opts.radial_basis] + (["--recipe"] if opts.recipe else [])
             if opts.seed is not None:
@@ -412,6 +418,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None,
                    help="gapcalc's random seed (sparse points) instead of the recipe's: "
                         "repeat with several seeds to see the spread of the errors")
+    p.add_argument("--gap-fit-seed", type=int, default=1,
+                   help="gap_fit's rnd_seed (sparse points; default 1, the recipe's): "
+                        "repeat to see gap_fit's own spread")
     p.add_argument("--reuse", action="store_true",
                    help="reuse finished fits/evaluations found in --workdir")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per subprocess")
