@@ -8,7 +8,8 @@ Runs a single-threaded kernel alone, then two copies at once (separate processes
 prints the throughput of each and the ratio (2 copies together) / (1 alone). On two
 independent cores the ratio is 2; on two SMT threads of one core, or cores that share
 a busy FPU or memory path, it is lower, and no parallel fit on that machine can beat
-it. ``fit_scaling.py``'s 2-worker speed-up is judged against this ceiling.
+it. ``fit_scaling.py``'s 2-worker speed-up is judged against this ceiling. Run it with
+nothing else on the machine: any other job (even at ``nice 19``) lowers both numbers.
 """
 from __future__ import annotations
 
