@@ -813,17 +813,26 @@ def fresh_frames(atoms, oracle, temperature, n_frames=50, interval=20, timestep=
 
 # -------------------------------------------------------------------- driver
 DEFAULT_MODEL = dict(cutoff=5.5, n_max=8, l_max=6, atom_sigma=0.5, cutoff_width=1.0)
+DEFAULT_KERNEL = dict(zeta=4, delta=1.0, sigma_energy=0.001, sigma_force=0.03)
 
 
-def default_model(species, sigma_force=0.03):
+def default_model(species, **changes):
     """An empty model for on-the-fly learning (SOAP 5.5 Å, n_max 8, l_max 6, ζ 4).
 
-    Choose the cutoff to cover the oracle's interaction range (ASE's EMT for Cu reaches
-    5.4 Å: a 4.5 Å descriptor leaves ~0.06 eV/Å of force error that no data can remove).
+    ``changes`` override keys of ``DEFAULT_MODEL`` (the SOAP) and ``DEFAULT_KERNEL``
+    (ζ, δ in eV, σ_E in eV/atom, σ_F in eV/Å). Choose the cutoff to cover the oracle's
+    interaction range (ASE's EMT for Cu reaches 5.4 Å: a 4.5 Å descriptor leaves ~0.06 eV/Å
+    of force error that no data can remove); stiff covalent bonds (O–H, C–H) need a
+    short, sharp SOAP instead (e.g. water: cutoff 3, atom_sigma 0.3, ζ 2).
     """
     from .descriptors import SOAP
-    return SparseGPR(SOAP(species, **DEFAULT_MODEL), zeta=4, sigma_energy=0.001,
-                     sigma_force=sigma_force, sigma_virial=0.02, e0="average", n_sparse=30)
+    unknown = sorted(set(changes) - set(DEFAULT_MODEL) - set(DEFAULT_KERNEL))
+    if unknown:
+        raise ValueError(f"default_model: unknown setting(s) {', '.join(unknown)}")
+    soap = {k: changes.get(k, v) for k, v in DEFAULT_MODEL.items()}
+    kernel = {k: changes.get(k, v) for k, v in DEFAULT_KERNEL.items()}
+    return SparseGPR(SOAP(species, **soap), **kernel, sigma_virial=0.02, e0="average",
+                     n_sparse=30)
 
 
 def _langevin(atoms, temperature, timestep, friction, seed, fixcm=False):
@@ -952,11 +961,6 @@ def _started_empty(state) -> bool:
     return bool(state.get("started_empty", bool(state.get("refit_every"))))
 
 
-def _refits(state) -> bool:
-    """Whether a run's state asks for exact refits (``refit_every`` resolved)."""
-    every = state.get("refit_every")
-    return _started_empty(state) if every is None else bool(every)
-
 
 def resume(run_dir, oracle=None, steps=None, max_calls=None, log_interval=None,
            make_dynamics=None):
@@ -992,25 +996,24 @@ def resume(run_dir, oracle=None, steps=None, max_calls=None, log_interval=None,
         raise ValueError(f"{run_dir}: this run was started from Python and has no step total: "
                          "pass steps= (the new total number of MD steps)")
     frames = read(run_dir / "train.xyz", ":") if (run_dir / "train.xyz").exists() else []
-    if (run_dir / "model.npz").exists():
-        model = load_model_file(run_dir / "model.npz")
-        known = int(model.training_summary_.get("n_frames", 0))
-        if len(frames) > known:  # oracle answers written before the model was saved
-            log.info("folding %d oracle frame(s) saved after the last model checkpoint",
-                     len(frames) - known)
-            if _started_empty(state) and _refits(state):
-                model.refit(frames)
-            else:
-                model.update(frames[known:])
-    else:
-        model = SparseGPR.from_params(state["model_params"])
-        if frames:
-            model.fit(frames)
+    saved = (run_dir / "model.npz").exists()
+    model = (load_model_file(run_dir / "model.npz") if saved
+             else SparseGPR.from_params(state["model_params"]))
     kwargs = {k: state[k] for k in OnTheFly._SETTINGS if k in state}
     if max_calls is not None:
         kwargs["max_calls"] = int(max_calls) or None
     otf = OnTheFly(model, oracle, run_dir=run_dir,
                    started_empty=_started_empty(state), **kwargs)
+    known = int(model.training_summary_.get("n_frames", 0)) if saved else 0
+    if saved and len(frames) > known:  # oracle answers written before the model was saved
+        log.info("folding %d oracle frame(s) saved after the last model checkpoint",
+                 len(frames) - known)
+        if otf.refit_interval:
+            model.refit(frames)
+        else:
+            model.update(frames[known:])
+    elif not saved and frames:
+        model.fit(frames)
     otf.frames_ = frames
     otf.n_calls_ = max(int(state["calls"]), len(frames))
     otf.last_call_step_ = max([int(state["last_call_step"])]

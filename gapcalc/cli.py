@@ -543,25 +543,17 @@ _LEARN_MODEL_KEYS = ("cutoff", "cutoff_width", "n_max", "l_max", "atom_sigma", "
 
 
 def _learn_model(a, atoms):
-    """The run's empty model: active.default_model with --soap / --sigma-* changes."""
+    """The run's empty model: active.default_model with the --soap / --sigma-* changes."""
     import numpy as np
     from . import active
-    from .descriptors import SOAP
-    from .gpr import SparseGPR
     kv = _keyvals(a.soap, "--soap") if a.soap else {}
     bad = sorted(set(kv) - set(_LEARN_MODEL_KEYS))
     if bad:
         raise UsageError(f"--soap for learn: {', '.join(bad)} not settable here (keys: "
                          + ", ".join(_LEARN_MODEL_KEYS) + ")")
-    base = active.default_model(np.unique(atoms.numbers))
-    if not kv and a.sigma_force is None and a.sigma_energy is None:
-        return base
-    soap = {**active.DEFAULT_MODEL, **{k: v for k, v in kv.items() if k in active.DEFAULT_MODEL}}
-    return SparseGPR(SOAP(np.unique(atoms.numbers), **soap), zeta=kv.get("zeta", base.zeta),
-                     delta=kv.get("delta", base.delta),
-                     sigma_energy=a.sigma_energy if a.sigma_energy is not None else base.sigma_energy,
-                     sigma_force=a.sigma_force if a.sigma_force is not None else base.sigma_force,
-                     sigma_virial=base.sigma_virial, e0=base.e0, n_sparse=base.n_sparse)
+    sigmas = {k: getattr(a, k) for k in ("sigma_force", "sigma_energy")
+              if getattr(a, k) is not None}
+    return active.default_model(np.unique(atoms.numbers), **kv, **sigmas)
 
 
 def _learn_settings(a):
@@ -573,9 +565,15 @@ def _learn_settings(a):
     return given
 
 
+def _default_kernel(key):
+    from .active import DEFAULT_KERNEL
+    return DEFAULT_KERNEL[key]
+
+
 def _fmt_default_model():
-    from .active import DEFAULT_MODEL
-    return "'" + " ".join(f"{k}={v}" for k, v in DEFAULT_MODEL.items()) + " zeta=4'"
+    from .active import DEFAULT_KERNEL, DEFAULT_MODEL
+    keys = {**DEFAULT_MODEL, "zeta": DEFAULT_KERNEL["zeta"], "delta": DEFAULT_KERNEL["delta"]}
+    return "'" + " ".join(f"{k}={v:g}" for k, v in keys.items()) + "'"
 
 
 def _check_resume_flags(a, given):
@@ -846,9 +844,11 @@ def build_parser():
                          f"{_fmt_default_model()}; keys: {', '.join(_LEARN_MODEL_KEYS)} "
                          "(e.g. water: 'cutoff=3 n_max=6 l_max=4 atom_sigma=0.3 zeta=2')")
     le.add_argument("--sigma-force", type=float, default=None,
-                    help="the empty model's force noise σ_F (eV/Å; default 0.03)")
+                    help="the empty model's force noise σ_F (eV/Å; default "
+                         f"{_default_kernel('sigma_force')})")
     le.add_argument("--sigma-energy", type=float, default=None,
-                    help="the empty model's energy noise (eV/atom; default 0.001)")
+                    help="the empty model's energy noise (eV/atom; default "
+                         f"{_default_kernel('sigma_energy')})")
     le.add_argument("--refit-every", type=int, default=None,
                     help="exact refit on the run's oracle frames every N calls, 0 = never "
                          "(default: every call, since a learn run starts empty)")
