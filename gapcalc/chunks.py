@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .solver import StreamingQR, triangularise
+from .solver import PackedTrapezoid, StreamingQR, triangularise, unpacked
 from .targets import FrameError, check_atoms, check_targets, read_targets
 
 TYPES = ("energy", "force", "virial")
@@ -349,7 +349,7 @@ def member_triangles(held: dict, which: dict) -> dict:
         P = _held_rows(held, key, draws)
         D = P.shape[1]
         R = triangularise(np.asfortranarray(P), D)
-        out[key] = (R[:min(len(P), D)], len(P))
+        out[key] = (PackedTrapezoid(R[:min(len(P), D)]), len(P))
     return out
 
 
@@ -441,27 +441,32 @@ def rows_chunk(chunk: Chunk, data, model, skip, folds=None, evaluation=False,
     for fold, acc in accs.items():
         for t, a in acc.items():
             a._fold()
-            out[t if fold is None else (fold, t)] = (np.ascontiguousarray(a.R), a.n_rows)
+            out[t if fold is None else (fold, t)] = (PackedTrapezoid(a.R), a.n_rows)
     return out
 
 
 def merge_triangles(a: dict, b: dict) -> dict:
-    """Triangles of two consecutive parts (a before b): QR of [R_a; R_b] per key."""
+    """Triangles of two consecutive parts (a before b): QR of [R_a; R_b] per key.
+
+    The R's are arrays or :class:`~gapcalc.solver.PackedTrapezoid` (what the chunk
+    tasks return); the merged ones are packed, so only upper triangles travel."""
     out = dict(a)
     for key, (Rb, nb) in b.items():
         if key not in out:
             out[key] = (Rb, nb)
             continue
         Ra, na = out[key]
-        n = Ra.shape[1]
-        stack = np.vstack([Ra, Rb])
+        stack = np.vstack([unpacked(Ra), unpacked(Rb)])
+        n = stack.shape[1]
         R = triangularise(np.asfortranarray(stack), n)
-        out[key] = (R[:min(len(stack), n)], na + nb)
+        out[key] = (PackedTrapezoid(R[:min(len(stack), n)]), na + nb)
     return out
 
 
 def full_triangle(R: np.ndarray) -> np.ndarray:
-    """(n, n) triangle from a (r ≤ n, n) trapezoid (zero rows appended)."""
+    """(n, n) triangle from a (r ≤ n, n) trapezoid (zero rows appended); ``R`` may be
+    a :class:`~gapcalc.solver.PackedTrapezoid`."""
+    R = unpacked(R)
     n = R.shape[1]
     out = np.zeros((n, n))
     out[:len(R)] = R

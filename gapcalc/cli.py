@@ -261,6 +261,11 @@ def _dask_args(p):
                    help="run on an existing Dask cluster: tcp://host:port or a scheduler file")
     g.add_argument("--chunk-frames", type=int, default=None,
                    help="frames per task (default: from the data, ~max(16 M, 16384) rows)")
+    g.add_argument("--candidates", choices=("leverage", "complete"), default=None,
+                   help="how the workers find the serial fit's sparse points: 'leverage' "
+                        "(default for cur/uniform/random: hashes, CUR keys and only the "
+                        "chosen rows travel) or 'complete' (every chunk sends its whole "
+                        "candidate pool; the default for fps)")
 
 
 def _parallel(a) -> bool:
@@ -325,7 +330,8 @@ def cmd_fit(a):
         from .distributed import species
         with _client(a) as client:
             model = _model_from_args(a, species=species(a.train, client))
-            model.fit(a.train, client=client, chunk_frames=a.chunk_frames)
+            model.fit(a.train, client=client, chunk_frames=a.chunk_frames,
+                      candidates=a.candidates)
     else:
         frames = [at for path in a.train for at in _read(path)]
         model = _model_from_args(a, frames)
@@ -441,7 +447,7 @@ def cmd_cv(a):
         with _client(a) as client:
             model = _model_from_args(a, species=species(a.train, client))
             cv = cross_validate(model, a.train, client=client, chunk_frames=a.chunk_frames,
-                                **grid)
+                                candidates=a.candidates, **grid)
     else:
         frames = _read(a.train)
         cv = cross_validate(_model_from_args(a, frames), frames, **grid)

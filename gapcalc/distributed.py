@@ -74,7 +74,7 @@ from .chunks import (EVAL_TYPES, TYPES, FrameSource, auto_target_rows, candidate
                      payload_bytes, rows_chunk, scan_chunk, species_chunk)
 from .descriptors import PairDistance, SpeciesMap
 from .kernels import SquaredExponential
-from .solver import StreamingQR
+from .solver import StreamingQR, unpacked
 from .targets import FrameError
 
 log = logging.getLogger(__name__)
@@ -556,7 +556,7 @@ class _LeveragePool:
         self._count(to_client=payload_bytes(R), between=sum(client.gather(sizes)))
         out, basis = {}, {}
         for key, n in wanted.items():
-            _, sv, Vt = np.linalg.svd(R[key][0], full_matrices=False)
+            _, sv, Vt = np.linalg.svd(unpacked(R[key][0]), full_matrices=False)
             k, certain = cur_rank(sv, n)
             if certain:
                 basis[key] = (sv, Vt[:k], k)
@@ -616,7 +616,7 @@ def _accumulators(res, M, block_rows, kinds=TYPES):
         acc = StreamingQR(M, block_rows)
         if t in res:
             R, n = res[t]
-            acc.R = R
+            acc.R = np.ascontiguousarray(unpacked(R))
             acc.n_rows = int(n)
         out[t] = acc
     return out
@@ -700,12 +700,14 @@ def update_distributed(model, frames, client, new_sparse=None, chunk_frames=None
     return added
 
 
-def fold_triangles(model, frames, client, folds_of, chunk_frames=None, progress_every=10.0):
+def fold_triangles(model, frames, client, folds_of, chunk_frames=None, progress_every=10.0,
+                   candidates=None):
     """Cross-validation data on a Dask cluster: prepare ``model`` and return
     (tri {fold: {type: (M+1, M+1)}}, nrows {fold: {type: n}}, fit indices), the folds
     from ``folds_of(fit_indices, n_frames)`` (fold id per frame, −1 = unused), in the
     order :meth:`SparseGPR._accumulate` makes them (first appearance in frame order)."""
-    prep, use = prepare(model, frames, client, chunk_frames, progress_every=progress_every)
+    prep, use = prepare(model, frames, client, chunk_frames, progress_every=progress_every,
+                        candidates=candidates)
     idx = np.flatnonzero(use)
     folds = folds_of(idx, prep.source.n_frames)
     res = _rows(model, prep, client, ~use, progress_every, folds=folds, evaluation=True)

@@ -33,6 +33,34 @@ def triangularise(stack: np.ndarray, n: int) -> np.ndarray:
     return R
 
 
+class PackedTrapezoid:
+    """An upper-trapezoidal (r, n) matrix (r ≤ n) kept as its r·n − r(r−1)/2 entries on
+    and above the diagonal, row after row: what a QR triangle costs in transit between
+    Dask workers (about half the (n, n) array). ``array()`` gives the (r, n) matrix back."""
+
+    def __init__(self, R: np.ndarray):
+        r, n = R.shape
+        if r > n:
+            raise ValueError(f"a trapezoid has at most as many rows as columns, got {R.shape}")
+        self.shape = (int(r), int(n))
+        self.values = (np.concatenate([R[i, i:] for i in range(r)]) if r
+                       else np.zeros(0))
+
+    def array(self) -> np.ndarray:
+        r, n = self.shape
+        out = np.zeros((r, n))
+        start = 0
+        for i in range(r):
+            out[i, i:] = self.values[start:start + n - i]
+            start += n - i
+        return out
+
+
+def unpacked(R) -> np.ndarray:
+    """The matrix of a :class:`PackedTrapezoid`, or ``R`` itself when it is an array."""
+    return R.array() if isinstance(R, PackedTrapezoid) else R
+
+
 class StreamingQR:
     """Accumulate rows of [A | y] (A with ``n_cols`` columns) into an (n+1, n+1) triangle.
 

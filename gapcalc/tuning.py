@@ -36,7 +36,7 @@ def _scaled_U(model, deltas):
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
                    delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
-                   chunk_frames=None, search="grid", sweeps=2):
+                   chunk_frames=None, search="grid", sweeps=2, candidates=None):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
@@ -53,7 +53,8 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     With a Dask ``client`` (:mod:`gapcalc.distributed`) the fold triangles are made on
     the cluster (``frames`` may then be extxyz paths) and the (grid point, fold) solves
     run in parallel (the whole grid at once, or one coordinate's values at a time); the
-    scores equal the serial ones to rounding.
+    scores equal the serial ones to rounding. ``candidates`` is passed to the sparse-point
+    selection as in :meth:`SparseGPR.fit`.
     """
     if search not in ("grid", "coordinate"):
         raise ValueError(f"search must be 'grid' or 'coordinate', got {search!r}")
@@ -75,7 +76,8 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         nrows = {f: {t: a.n_rows for t, a in accs[f].items()} for f in accs}
     else:
         from .distributed import fold_triangles
-        tri, nrows, idx = fold_triangles(m, frames, client, folds_of, chunk_frames)
+        tri, nrows, idx = fold_triangles(m, frames, client, folds_of, chunk_frames,
+                                         candidates=candidates)
     base = {"sigma_energy": m.sigma_energy, "sigma_force": m.sigma_force,
             "sigma_virial": m.sigma_virial}
     grid = {"sigma_energy": sigma_energy or [m.sigma_energy],

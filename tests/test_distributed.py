@@ -18,9 +18,10 @@ from ase.io import read, write
 
 from gapcalc import SOAP, SparseGPR
 from gapcalc import sparsify
-from gapcalc.chunks import FrameSource, candidates_chunk, merge_pools, merge_top, merge_triangles
+from gapcalc.chunks import (FrameSource, candidates_chunk, merge_pools, merge_top,
+                            merge_triangles, payload_bytes)
 from gapcalc.gpr import row_hashes
-from gapcalc.solver import triangularise
+from gapcalc.solver import PackedTrapezoid, triangularise
 from gapcalc.datasets import label
 from gapcalc.targets import FrameError
 
@@ -244,7 +245,8 @@ def test_cur_in_parts_equals_cur():
     while len(tri) > 1:
         tri = [merge_triangles(tri[i], tri[i + 1]) if i + 1 < len(tri) else tri[i]
                for i in range(0, len(tri), 2)]
-    _, s, Vt = np.linalg.svd(tri[0]["p"][0], full_matrices=False)
+    assert isinstance(tri[0]["p"][0], PackedTrapezoid)               # half the bytes travel
+    _, s, Vt = np.linalg.svd(tri[0]["p"][0].array(), full_matrices=False)
     k, certain = sparsify.cur_rank(s, M)
     _, s_ser, Vt_ser = np.linalg.svd(P, full_matrices=False)
     assert certain and k == sparsify.cur_rank(s_ser, M)[0] == 24
@@ -357,6 +359,36 @@ def test_cli_fit_with_scheduler(alloy, client, tmp_path):
     ref = SparseGPR(SOAP(["Cu", "Ni"], cutoff=4.0, n_max=4, l_max=3), n_sparse=40,
                     sigma_force=0.05, sigma_virial=0.05).fit(alloy[1])
     assert_same_model(ref, m)
+    assert m.training_summary_["dask"]["candidates"] == "leverage"
+    assert main(args + ["--candidates", "complete"]) in (0, None)
+    m = load_model_file(out)
+    assert m.training_summary_["dask"]["candidates"] == "complete"
+    assert_same_model(ref, m)
+
+
+def test_packed_trapezoid_round_trip_and_merge():
+    """Chunk triangles travel packed (entries on and above the diagonal only): exact
+    round trip, and merging packed or plain triangles gives the same triangle."""
+    rng = np.random.default_rng(5)
+    for r, n in [(0, 4), (1, 4), (3, 7), (7, 7)]:
+        R = np.triu(rng.normal(size=(r, n)))
+        p = PackedTrapezoid(R)
+        np.testing.assert_array_equal(p.array(), R)
+        assert p.values.size == r * n - r * (r - 1) // 2
+    with pytest.raises(ValueError, match="rows"):
+        PackedTrapezoid(np.zeros((5, 4)))
+    n = 60
+    A, B = rng.normal(size=(80, n)), rng.normal(size=(30, n))
+    Ra = np.linalg.qr(A, mode="r")
+    Rb = np.linalg.qr(B, mode="r")[:30]
+    plain = merge_triangles({"f": (Ra, 80)}, {"f": (Rb, 30)})
+    packed = merge_triangles({"f": (PackedTrapezoid(Ra), 80)}, {"f": (PackedTrapezoid(Rb), 30)})
+    R, rows = packed["f"]
+    assert rows == 110 and isinstance(R, PackedTrapezoid)
+    np.testing.assert_array_equal(plain["f"][0].array(), R.array())
+    G = np.vstack([A, B])
+    np.testing.assert_allclose(R.array().T @ R.array(), G.T @ G, atol=1e-10)
+    assert payload_bytes(R) <= 8 * (n * (n + 1) // 2 + 2)             # half of n², not n²
 
 
 def test_workers_without_dask_is_a_clear_error(alloy, tmp_path, monkeypatch, capsys):
