@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
@@ -263,6 +262,23 @@ def _std_request(uncertainty):
 def _describe(term, atoms, nl):
     env = term.descriptor.environment(atoms, nl)
     return _Evaluated(env, *term.descriptor.describe(env))
+
+
+#: gradient rows per matrix product when design rows are made (a few centres at a time)
+_GROUP_ROWS = 512
+
+
+def _groups(sizes, target):
+    """Boundaries [0, ..., len(sizes)] of consecutive groups of about ``target`` in total."""
+    bounds, acc = [0], 0
+    for k, sz in enumerate(sizes):
+        acc += int(sz)
+        if acc >= target:
+            bounds.append(k + 1)
+            acc = 0
+    if bounds[-1] != len(sizes):
+        bounds.append(len(sizes))
+    return bounds
 
 
 class SparseGPR:
@@ -711,29 +727,61 @@ class SparseGPR:
         raise np.linalg.LinAlgError("K_MM is singular even with jitter; reduce n_sparse")
 
     def _term_rows(self, term, ev, g, forces, virial):
-        """Rows of one term: local kernel (N, M_t), force rows (N, 3, M_t), virial (3, 3, M_t)."""
+        """Rows of one term: local kernel (N, M_t), force rows (N, 3, M_t), virial (3, 3, M_t).
+
+        Force and virial rows are made centre by centre (the centre's gradient rows — its
+        pairs and, for the virial, its strain — times the sparse points, one product of
+        (3 n_i + 9) × D by D × M_s): the temporaries stay cache-sized instead of a
+        pairs × 3 × M array per structure, which made the fit memory-bound."""
         n = ev.env.n_atoms
-        K = term.local_kernel(ev.p, ev.env.spec)
+        spec = ev.env.spec
+        if g is None:
+            return term.local_kernel(ev.p, spec), None, None
+        K = np.zeros((n, term.M))
         F = np.zeros((n, 3, term.M)) if forces else None
         V = np.zeros((3, 3, term.M)) if virial else None
-        if g is not None:
-            centres, js = g.pairs[:, 0], g.pairs[:, 1]
-            for s, rows, sl in term.blocks(ev.env.spec):
-                X = term.X[sl]
-                Ps = ev.p[rows]
-                local = np.full(n, -1)
-                local[rows] = np.arange(len(rows))
-                if forces:
-                    sel = np.flatnonzero(local[centres] >= 0)
-                    contrib = term.kernel.contract_gradients(Ps, X, g.values[sel],
-                                                             local[centres[sel]])
-                    scatter = sparse.csr_matrix(
-                        (np.ones(len(sel)), (js[sel], np.arange(len(sel)))), shape=(n, len(sel)))
-                    F[:, :, sl] -= (scatter @ contrib.reshape(len(sel), -1)).reshape(n, 3, -1)
-                if virial:
-                    contrib = term.kernel.contract_gradients(
-                        Ps, X, g.strain[rows].reshape(len(rows), 9, -1), np.arange(len(rows)))
-                    V[:, :, sl] -= contrib.sum(axis=0).reshape(3, 3, -1)
+        pairs, values = g.pairs, g.values
+        if len(pairs) > 1 and np.any(pairs[1:, 0] < pairs[:-1, 0]):
+            order = np.argsort(pairs[:, 0], kind="stable")
+            pairs, values = pairs[order], values[order]
+        first = np.searchsorted(pairs[:, 0], np.arange(n + 1))
+        if not forces:
+            first[:] = 0
+        n_pairs = np.diff(first)
+        for s, rows, sl in term.blocks(spec):
+            X = term.X[sl]
+            Ks, dKs = term.kernel.rows_and_derivative(ev.p[rows], X)
+            K[rows, sl] = Ks
+            Fs = F[:, :, sl] if forces else None
+            Vs = np.zeros((3, 3, Ks.shape[1])) if virial else None
+            # centres in groups of ~_GROUP_ROWS gradient rows: one product per group
+            extra = 3 if virial else 0
+            size = 3 * (n_pairs[rows] + extra)
+            bounds = _groups(size, _GROUP_ROWS)
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                parts = []
+                for i in rows[lo:hi]:
+                    parts.append(values[first[i]:first[i + 1]])
+                    if virial:
+                        parts.append(g.strain[i])
+                G = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                if not len(G):
+                    continue
+                T = G.reshape(-1, G.shape[-1]) @ X.T            # (Σ rows, M_s)
+                at = 0
+                for r in range(lo, hi):
+                    i = rows[r]
+                    m = int(n_pairs[i]) + extra
+                    Tc = term.kernel.contract_centre(G[at // 3:at // 3 + m], X, ev.p[i], Ks[r],
+                                                     dKs[r], product=T[at:at + 3 * m])
+                    at += 3 * m
+                    k = int(n_pairs[i])
+                    if k:
+                        Fs[pairs[first[i]:first[i + 1], 1]] -= Tc[:k]
+                    if virial:
+                        Vs -= Tc[k:]
+            if virial:
+                V[:, :, sl] = Vs
         return K, F, V
 
     def design_rows(self, atoms, forces=True, virial=True, nl=None):

@@ -53,6 +53,15 @@ class DotProduct:
         S = P @ X.T
         return S, self.zeta * self.delta ** 2 * S ** (self.zeta - 1)
 
+    def rows_and_derivative(self, P, X):
+        """K = k(P, X) (N, M) and dK = δ²ζ (p·x)^{ζ−1} (N, M), the factors of
+        :meth:`contract_centre` (∂k/∂p = dK x)."""
+        S = P @ X.T
+        if self.zeta == 1:
+            return self.delta ** 2 * S, np.full_like(S, self.delta ** 2)
+        Sz1 = _power(S, self.zeta - 1)
+        return self.delta ** 2 * (Sz1 * S), (self.zeta * self.delta ** 2) * Sz1
+
     def force_prior(self, P, G, mask):
         """Σ_{r,r'} G_rᵀ ∂²k(p_r, p_r')/∂p∂p' G_r' per direction a → (3,).
 
@@ -100,11 +109,12 @@ class DotProduct:
         dK = (self.zeta * self.delta ** 2) * Sz1 if derivative else None
         return eps, w, K, dK
 
-    def contract_centre(self, G, X, p, k, dk):
+    def contract_centre(self, G, X, p, k, dk, product=None):
         """Σ_f G[r, a, f] ∂k(p, x_m)/∂p_f for the gradients G (n, 3, D) of one centre with
-        features p (D,), k = k(p, X) (M,), dk = δ²ζ (p·x)^{ζ−1} (M,) → (n, 3, M)."""
+        features p (D,), k = k(p, X) (M,), dk = δ²ζ (p·x)^{ζ−1} (M,) → (n, 3, M).
+        ``product``: G·Xᵀ (3n, M) when the caller made it already (overwritten)."""
         n = G.shape[0]
-        T = G.reshape(3 * n, -1) @ X.T
+        T = G.reshape(3 * n, -1) @ X.T if product is None else product
         T *= dk
         return T.reshape(n, 3, -1)
 
@@ -185,15 +195,20 @@ class SquaredExponential:
         GX = (GX - GP[:, :, None]) * (K[centres][:, None, :] / self.theta ** 2)
         return GX
 
+    def rows_and_derivative(self, P, X):
+        """K = k(P, X) twice: :meth:`contract_centre` needs k (∂k/∂p = k (x−p)/θ²)."""
+        K = self(P, X)
+        return K, K
+
     def energy_gradient_rows(self, P, X, alpha, rows=False, derivative=False):
         """As :meth:`DotProduct.energy_gradient_rows`; dK is k itself (∂k/∂p = k (x−p)/θ²)."""
         eps, w = self.energy_and_gradient(P, X, alpha)
         K = self(P, X) if (rows or derivative) else None
         return eps, w, K, K
 
-    def contract_centre(self, G, X, p, k, dk):
+    def contract_centre(self, G, X, p, k, dk, product=None):
         n = G.shape[0]
-        T = G.reshape(3 * n, -1) @ X.T
+        T = G.reshape(3 * n, -1) @ X.T if product is None else product
         T -= (G.reshape(3 * n, -1) @ p)[:, None]
         T *= k / self.theta ** 2
         return T.reshape(n, 3, -1)
