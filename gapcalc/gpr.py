@@ -23,7 +23,7 @@ from scipy.linalg import cholesky, solve_triangular
 
 from .descriptors import SOAP, PairDistance, TwoBody, SpeciesMap, descriptor_from_dict
 from .descriptors.soap import Environment, assemble_forces
-from .kernels import DotProduct, SquaredExponential
+from .kernels import DotProduct, SquaredExponential, subtract_rows
 from .neighbors import neighbor_list
 from .potential import _VOIGT_A, _VOIGT_B, Potential, Term
 from .solver import StreamingQR, solve_regularised
@@ -748,36 +748,43 @@ class SparseGPR:
         if not forces:
             first[:] = 0
         n_pairs = np.diff(first)
+        D = ev.p.shape[1]
+        extra = 3 if virial else 0            # a centre's strain rows (3, 3, D)
         for s, rows, sl in term.blocks(spec):
             X = term.X[sl]
             Ks, dKs = term.kernel.rows_and_derivative(ev.p[rows], X)
             K[rows, sl] = Ks
             Fs = F[:, :, sl] if forces else None
             Vs = np.zeros((3, 3, Ks.shape[1])) if virial else None
-            # centres in groups of ~_GROUP_ROWS gradient rows: one product per group
-            extra = 3 if virial else 0
-            size = 3 * (n_pairs[rows] + extra)
-            bounds = _groups(size, _GROUP_ROWS)
+            # centres in groups of ~_GROUP_ROWS gradient rows, one product per group, into
+            # buffers made once per structure (no large temporaries per group or centre)
+            count = n_pairs[rows] + extra
+            bounds = _groups(3 * count, _GROUP_ROWS)
+            cum = np.concatenate([[0], np.cumsum(count)])
+            most = int(max(cum[hi] - cum[lo] for lo, hi in zip(bounds[:-1], bounds[1:])))
+            Gbuf = np.empty((most, 3, D))
+            Tbuf = np.empty((3 * most, Ks.shape[1]))
             for lo, hi in zip(bounds[:-1], bounds[1:]):
-                parts = []
+                at = 0
                 for i in rows[lo:hi]:
-                    parts.append(values[first[i]:first[i + 1]])
+                    k = int(n_pairs[i])
+                    Gbuf[at:at + k] = values[first[i]:first[i + 1]]
                     if virial:
-                        parts.append(g.strain[i])
-                G = np.concatenate(parts) if len(parts) > 1 else parts[0]
-                if not len(G):
+                        Gbuf[at + k:at + k + 3] = g.strain[i]
+                    at += k + extra
+                if not at:
                     continue
-                T = G.reshape(-1, G.shape[-1]) @ X.T            # (Σ rows, M_s)
+                T = np.matmul(Gbuf[:at].reshape(3 * at, D), X.T, out=Tbuf[:3 * at])
                 at = 0
                 for r in range(lo, hi):
                     i = rows[r]
-                    m = int(n_pairs[i]) + extra
-                    Tc = term.kernel.contract_centre(G[at // 3:at // 3 + m], X, ev.p[i], Ks[r],
-                                                     dKs[r], product=T[at:at + 3 * m])
-                    at += 3 * m
                     k = int(n_pairs[i])
+                    m = k + extra
+                    Tc = term.kernel.contract_centre(Gbuf[at:at + m], X, ev.p[i], Ks[r],
+                                                     dKs[r], product=T[3 * at:3 * (at + m)])
+                    at += m
                     if k:
-                        Fs[pairs[first[i]:first[i + 1], 1]] -= Tc[:k]
+                        subtract_rows(Fs, pairs[first[i]:first[i + 1], 1], Tc[:k])
                     if virial:
                         Vs -= Tc[k:]
             if virial:

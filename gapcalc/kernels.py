@@ -12,8 +12,20 @@ offers the two derivative contractions the rest of the package needs:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _ROWS = 256   # atoms per block in the reverse-mode kernel products
+
+
+@njit(cache=True)
+def subtract_rows(F, index, T):
+    """F[index[r]] −= T[r] for every r (F (n, 3, M), index (k,), T (k, 3, M)); repeated
+    indices accumulate. In place, no temporaries (the design-row scatter of a centre)."""
+    for r in range(index.shape[0]):
+        j = index[r]
+        for a in range(T.shape[1]):
+            for m in range(T.shape[2]):
+                F[j, a, m] -= T[r, a, m]
 
 
 def _power(S, e):
