@@ -3,9 +3,9 @@
 Every kernel maps features P (N, D) and sparse points X (M, D) to K (N, M), and
 offers the two derivative contractions the rest of the package needs:
 
-* :meth:`contract_gradients` — forward mode, for design-matrix rows:
-  given ∂p_i/∂q for a set of rows (G, shape (n, 3, D) or (n, 9, D)) and the centre of
-  each row, return Σ_f G_f ∂k(p_i, x_m)/∂p_f, shape (n, ·, M).
+* :meth:`rows_and_derivative` + :meth:`contract_centre` — forward mode, for
+  design-matrix rows: k(p_i, X) and its derivative factor, then, for the gradient rows
+  G (n, 3, D) of one centre i (∂p_i/∂r_j or ∂p_i/∂ε), Σ_f G_f ∂k(p_i, x_m)/∂p_f (n, 3, M).
 * :meth:`energy_and_gradient` — reverse mode, for prediction: the local energies
   ε_i = Σ_m α_m k(p_i, x_m) and w_i = ∂ε_i/∂p_i (N, D).
 """
@@ -61,10 +61,6 @@ class DotProduct:
         """k(p, p), shape (N,)."""
         return self.delta ** 2 * np.einsum("id,id->i", P, P) ** self.zeta
 
-    def _dk(self, P, X):
-        S = P @ X.T
-        return S, self.zeta * self.delta ** 2 * S ** (self.zeta - 1)
-
     def rows_and_derivative(self, P, X):
         """K = k(P, X) (N, M) and dK = δ²ζ (p·x)^{ζ−1} (N, M), the factors of
         :meth:`contract_centre` (∂k/∂p = dK x)."""
@@ -90,14 +86,6 @@ class DotProduct:
             GP = Ga @ P.T                      # (r, r'): g_r · p_r'
             out[a] = np.sum(A * (Ga @ Ga.T)) + np.sum(B * GP * GP.T)
         return out
-
-    def contract_gradients(self, P, X, G, centres):
-        """Σ_f G[r, a, f] ∂k(p_{centres[r]}, x_m)/∂p_f → (n_rows, A, M)."""
-        _, dK = self._dk(P, X)
-        n, A, D = G.shape
-        GX = (G.reshape(n * A, D) @ X.T).reshape(n, A, -1)
-        GX *= dK[centres][:, None, :]
-        return GX
 
     def energy_gradient_rows(self, P, X, alpha, rows=False, derivative=False):
         """:meth:`energy_and_gradient` plus, for uncertainties, the kernel rows.
@@ -197,15 +185,6 @@ class SquaredExponential:
             gd = np.diag(Gd)[:, None] - Gd     # g_r · (p_r − p_r')
             out[a] = np.sum(K / t2 * ((Ga @ Ga.T) - gd * (-gd.T) / t2))
         return out
-
-    def contract_gradients(self, P, X, G, centres):
-        # ∂k/∂p = -k (p - x)/θ², so G·∂k/∂p = k (G·x − G·p)/θ²
-        K = self(P, X)
-        n, A, D = G.shape
-        GX = (G.reshape(n * A, D) @ X.T).reshape(n, A, -1)
-        GP = np.einsum("rad,rd->ra", G, P[centres])
-        GX = (GX - GP[:, :, None]) * (K[centres][:, None, :] / self.theta ** 2)
-        return GX
 
     def rows_and_derivative(self, P, X):
         """K = k(P, X) twice: :meth:`contract_centre` needs k (∂k/∂p = k (x−p)/θ²)."""
