@@ -1,5 +1,6 @@
 """gapcalc tune (gapcalc/tune.py): coordinate-descent CV search, deterministic, CLI."""
 import numpy as np
+import pytest
 from ase.io import write
 
 from gapcalc import load
@@ -23,7 +24,10 @@ def test_tune_search_is_deterministic_and_picks_the_cv_minimum(cu_frames):
     assert res["best_row"] is best
     assert res["model"].M_ >= 30 and res["model"].terms_[0].descriptor.cutoff == \
         best["config"]["cutoff"]
-    assert res["model"].sigma_force == best["sigma_force"]
+    # the σ's of the model are chosen again by CV at n_sparse on all frames
+    fin = res["final"]
+    assert fin["n_sparse"] == 30 and res["model"].sigma_force == fin["sigma_force"]
+    assert res["model"].training_summary_["tune"]["final_cv"]["force_rmse"] == fin["force_rmse"]
     assert [r["n_train"] for r in res["curve"]] == [4, 8]
     again = tune(frames, **kw)
     assert [r["label"] for r in again["table"]] == [r["label"] for r in res["table"]]
@@ -52,3 +56,27 @@ def test_tune_score_both(cu_frames):
     rows = res["table"]
     assert len(rows) == 2 and abs(rows[0]["score"] - 2.0) < 1e-12
     assert res["best_row"]["score"] == min(r["score"] for r in rows)
+
+
+def test_tune_final_cv_is_the_cv_optimum_at_n_sparse(cu_frames):
+    """The refit's σ's are the CV optimum of the winner at n_sparse; without final_cv the
+    search's σ's are kept; both models predict as a plain fit with their σ's."""
+    from gapcalc.tune import make_model
+    from gapcalc.tuning import cross_validate
+    frames = cu_frames[:9]
+    kw = dict(k=3, seed=1, n_sparse=40, n_sparse_search=15, start=START,
+              space={"cutoff": [3.5]}, inner=INNER, curve_sizes=())
+    res = tune(frames, **kw)
+    win = res["best"]
+    grid = {n: sorted(set(INNER[n]) | {res["best_row"][n]})
+            for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
+    cv = cross_validate(make_model(dict(win, **{n: res["best_row"][n] for n in grid}),
+                                   np.array([29]), 40, seed=1), frames, k=3, seed=1,
+                        refit=False, search="grid", **grid)
+    assert res["final"]["force_rmse"] == pytest.approx(cv["best"]["force_rmse"], rel=1e-9)
+    plain = make_model(win, np.array([29]), 40, seed=1).fit(frames)
+    at = frames[0]
+    assert np.allclose(res["model"].evaluate(at)["forces"], plain.evaluate(at)["forces"],
+                       atol=1e-8)
+    kept = tune(frames, final_cv=False, **kw)
+    assert "final" not in kept and kept["model"].sigma_force == kept["best_row"]["sigma_force"]
