@@ -364,7 +364,8 @@ def cmd_tune(a):
     valid = _read(a.valid) if a.valid else None
     res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
                seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
-               score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames)
+               score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames,
+               final_cv=not a.no_final_cv)
     print(format_tune_table(res))
     res["model"].save(a.output)
     print(f"best: {res['best_row']['label']}")
@@ -890,6 +891,9 @@ def build_parser():
                    help="sparse points per species during the search")
     t.add_argument("--search-frames", type=int, default=None,
                    help="search on a seeded subset of this many training frames")
+    t.add_argument("--no-final-cv", action="store_true",
+                   help="refit the winner with the search's σ's and δ instead of choosing "
+                        "them again by CV at --n-sparse on all frames")
     t.add_argument("--e0", default="average",
                    help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
     t.set_defaults(func=cmd_tune)

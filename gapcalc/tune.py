@@ -44,8 +44,8 @@ SPACE = {
 
 #: regularisation grid searched inside every candidate (from the triangles)
 INNER = {"sigma_energy": [0.0005, 0.001, 0.002, 0.005, 0.01],
-         "sigma_force": [0.01, 0.02, 0.04, 0.07, 0.1, 0.2],
-         "sigma_virial": [0.02, 0.05, 0.1, 0.2], "delta": [0.25, 0.5, 1.0, 2.0, 4.0],
+         "sigma_force": [0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.2],
+         "sigma_virial": [0.02, 0.05, 0.1, 0.2], "delta": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
          "delta_2b": [0.1, 0.3, 1.0]}
 
 
