@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from .solver import StreamingQR, solve_regularised
+from .solver import StreamingQR, solve_regularised, triangularise
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         from .distributed import fold_triangles
         tri, nrows, idx = fold_triangles(m, frames, client, folds_of, chunk_frames,
                                          candidates=candidates)
+    # the training triangles of every fold do not depend on the grid point (σ_t scales
+    # a whole type, δ only the regulariser): reduce them once, keeping only non-zero rows
+    rest = {f: [_nonzero_rows(triangularise(np.asfortranarray(
+        np.vstack([_nonzero_rows(tri[g][t]) for g in tri if g != f])), m.M_ + 1))
+        for t in TYPES] for f in tri}
     base = {"sigma_energy": m.sigma_energy, "sigma_force": m.sigma_force,
             "sigma_virial": m.sigma_virial}
     grid = {"sigma_energy": sigma_energy or [m.sigma_energy],
@@ -111,10 +116,10 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             points.append((p, scales, _scaled_U(m, term_deltas(p))))
         jobs = [(scales, U, f) for _, scales, U in points for f in tri]
         if client is None:
-            errs = [_fold_errors(job, tri, nrows) for job in jobs]
+            errs = [_fold_errors(job, rest, tri, nrows) for job in jobs]
         else:
             from .distributed import map_ordered
-            errs = map_ordered(client, _fold_errors, jobs, tri, nrows)
+            errs = map_ordered(client, _fold_errors, jobs, rest, tri, nrows)
         for i, (values, (p, _, _)) in enumerate(zip(new, points)):
             sq = {t: 0.0 for t in TYPES}
             cnt = {t: 0 for t in TYPES}
@@ -198,13 +203,19 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     return out
 
 
-def _fold_errors(job, tri, nrows):
+def _nonzero_rows(R):
+    """The rows of a triangle that are not all zero (a fold's energy triangle has as many
+    as it has energies, the rest of its (M+1) rows are padding)."""
+    return R[np.any(R != 0.0, axis=1)]
+
+
+def _fold_errors(job, rest, tri, nrows):
     """Held-out squared errors of one fold at one grid point: ({type: Σ err²}, {type: n}).
 
-    job = (scales, U, f): σ scales per type, regulariser factor, the held-out fold."""
+    job = (scales, U, f): σ scales per type, regulariser factor, the held-out fold;
+    rest[f]: the triangles (per type) of every other fold reduced to one."""
     scales, U, f = job
-    train = [np.vstack([tri[g][t] for g in tri if g != f]) for t in TYPES]
-    beta, _ = solve_regularised(train, U, scales)
+    beta, _ = solve_regularised(rest[f], U, scales)
     v = np.append(beta, -1.0)
     sq = {t: 0.0 for t in TYPES}
     cnt = {t: 0 for t in TYPES}
