@@ -42,6 +42,9 @@ SPACE = {
     "nl": [(8, 6), (10, 6), (8, 8), (6, 4)],
 }
 
+#: the settings chosen inside every candidate from the CV triangles (δ_2b: with a 2-body term)
+REGULARISATION = ("sigma_energy", "sigma_force", "sigma_virial", "delta", "delta_2b")
+
 #: regularisation grid searched inside every candidate (from the triangles)
 INNER = {"sigma_energy": [0.0005, 0.001, 0.002, 0.005, 0.01],
          "sigma_force": [0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.2],
@@ -71,7 +74,7 @@ def make_model(cfg, species, n_sparse, seed=0, **extra):
                 atom_sigma=cfg["atom_sigma"], cutoff_width=0.5,
                 radial_scaling=_scaling(cfg["radial_scaling"]))
     params = dict(zeta=cfg["zeta"], n_sparse=n_sparse, two_body=cfg["two_body"], seed=seed)
-    for k in ("sigma_energy", "sigma_force", "sigma_virial", "delta", "delta_2b"):
+    for k in REGULARISATION:
         if k in cfg:
             params[k] = cfg[k]
     params.update(extra)
@@ -186,9 +189,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     log.info("tune: %d candidates in %.0f s; best %s", len(table), time.perf_counter() - t0,
              best["label"])
     win = dict(best["config"])
-    for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta", "delta_2b"):
-        if n in best:
-            win[n] = best[n]
+    win.update({n: best[n] for n in REGULARISATION if n in best})
     out = {"table": table, "best": win, "best_row": best}
     # learning curve of the winner
     rng = np.random.default_rng(seed)
@@ -210,19 +211,16 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         # again by k-fold CV of the winner at n_sparse on all training frames; the model
         # solved from the summed fold triangles is the refit (no separate fit)
         ts = time.perf_counter()
-        grid = {n: _around(inner[n], win.get(n)) for n in
-                ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
-        if win["two_body"]:
-            grid["delta_2b"] = _around(inner["delta_2b"], win.get("delta_2b"))
+        # the inner grid plus the search's choice of each setting
+        grid = {n: sorted(set(inner[n]) | {win[n]}) for n in REGULARISATION
+                if n != "delta_2b" or win["two_body"]}
         log.info("tune: winner at %d sparse points: k-fold CV of σ's and δ on all %d frames",
                  n_sparse, len(all_frames))
         cv = cross_validate(make_model(win, species, n_sparse, seed=seed, **model_kw),
                             all_frames, k=k, seed=seed, score=score, refit=True,
                             search="coordinate", **grid)
         fin = cv["best"]
-        for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta", "delta_2b"):
-            if n in fin:
-                win[n] = fin[n]
+        win.update({n: fin[n] for n in REGULARISATION if n in fin})
         out["final"] = {**{n: fin[n] for n in grid}, "n_sparse": n_sparse,
                         "energy_rmse": fin["energy_rmse"], "force_rmse": fin["force_rmse"],
                         "seconds": round(time.perf_counter() - ts, 1)}
@@ -243,12 +241,6 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
             model.training_summary_["tune"]["final_cv"] = dict(out["final"])
         out["model"] = model
     return out
-
-
-def _around(values, centre):
-    """The grid ``values`` plus ``centre`` (the search's choice), sorted."""
-    vals = sorted(set(list(values) + ([centre] if centre is not None else [])))
-    return vals
 
 
 def format_tune_table(result) -> str:
