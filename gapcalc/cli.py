@@ -365,7 +365,7 @@ def cmd_tune(a):
     res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
                seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
                score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames,
-               final_cv=not a.no_final_cv)
+               final_cv=not a.no_final_cv, finalists=a.finalists)
     print(format_tune_table(res))
     res["model"].save(a.output)
     print(f"best: {res['best_row']['label']}")
@@ -891,9 +891,12 @@ def build_parser():
                    help="sparse points per species during the search")
     t.add_argument("--search-frames", type=int, default=None,
                    help="search on a seeded subset of this many training frames")
+    t.add_argument("--finalists", type=int, default=3,
+                   help="the best search candidates cross-validated again at --n-sparse on "
+                        "all frames (σ's and δ chosen anew); the best of them is the model")
     t.add_argument("--no-final-cv", action="store_true",
-                   help="refit the winner with the search's σ's and δ instead of choosing "
-                        "them again by CV at --n-sparse on all frames")
+                   help="refit the search's winner with its σ's and δ instead of the final "
+                        "CV of the finalists at --n-sparse on all frames")
     t.add_argument("--e0", default="average",
                    help="average | lstsq | isolated | a number (eV) | JSON {symbol: eV}")
     t.set_defaults(func=cmd_tune)

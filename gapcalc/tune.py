@@ -84,7 +84,7 @@ def make_model(cfg, species, n_sparse, seed=0, **extra):
 def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
          n_sparse_search=300, score="force", space=None, start=None, inner=None,
          valid=None, curve_sizes=(0.125, 0.25, 0.5, 1.0), refit=True, search_frames=None,
-         final_cv=True, **model_kw):
+         final_cv=True, finalists=3, **model_kw):
     """Search hyper-parameters by k-fold CV on ``frames`` (the training set only).
 
     budget : seconds for the search (None: until a sweep improves nothing).
@@ -96,13 +96,16 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         training frames is held out for the curve only).
     search_frames : search (and the learning curve) on a seeded random subset of this many
         training frames (cheaper); the final model is fitted on all of them.
-    final_cv : choose σ_E, σ_F, σ_V and δ (δ_2b) of the winner again by k-fold CV at
-        ``n_sparse`` sparse points on all training frames (the model solved from those
-        triangles is the refit); False: refit with the search's values.
+    final_cv : cross-validate the ``finalists`` best search candidates again at
+        ``n_sparse`` sparse points on all training frames, choosing their σ_E, σ_F, σ_V and
+        δ (δ_2b) anew; the one with the lowest score is the model (solved from those
+        triangles); False: refit the search's winner with the search's values.
+    finalists : how many of the search's best candidates the final CV compares.
     model_kw : further SparseGPR arguments (e.g. e0, energy_key).
-    Returns {"table": rows of every candidate, "best": config, "model": fitted SparseGPR
-    (with ``refit``), "curve": learning curve of the winner, "final": the CV at
-    ``n_sparse`` (with ``final_cv``)}.
+    Returns {"table": rows of every candidate, "best": config of the model, "best_row": its
+    search row, "model": fitted SparseGPR (with ``refit``), "curve": learning curve of the
+    search's winner, "finalists": the final CV of each finalist and "final": that of the
+    chosen one (with ``final_cv``)}.
     """
     from .tuning import cross_validate, learning_curve
     space = dict(SPACE if space is None else space)
@@ -191,7 +194,55 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     win = dict(best["config"])
     win.update({n: best[n] for n in REGULARISATION if n in best})
     out = {"table": table, "best": win, "best_row": best}
-    # learning curve of the winner
+    if refit and final_cv:
+        # the search's fidelity (n_sparse_search points, maybe a subset of the frames) is
+        # not the final one: more sparse points favour smaller σ's and can reorder
+        # near-equal candidates (on the Si split the top search candidates were within
+        # 1.5 % of each other). So the best ``finalists`` candidates of the search are
+        # cross-validated again at n_sparse on all training frames, their σ's and δ chosen
+        # anew; the lowest score wins, and the model solved from its summed fold
+        # triangles is the refit (no separate fit)
+        ranked = sorted(table, key=lambda r: r["score"])[:max(1, int(finalists))]
+        reference = None
+        out["finalists"] = []
+        for row in ranked:
+            ts = time.perf_counter()
+            c = dict(row["config"])
+            c.update({n: row[n] for n in REGULARISATION if n in row})
+            # the inner grid plus the search's choice of each setting
+            grid = {n: sorted(set(inner[n]) | {c[n]}) for n in REGULARISATION
+                    if n != "delta_2b" or c["two_body"]}
+            log.info("tune: finalist %d/%d %s at %d sparse points: k-fold CV of σ's and δ "
+                     "on all %d frames", len(out["finalists"]) + 1, len(ranked), row["label"],
+                     n_sparse, len(all_frames))
+            cv = cross_validate(make_model(c, species, n_sparse, seed=seed, **model_kw),
+                                all_frames, k=k, seed=seed, score=score, refit=True,
+                                search="coordinate", reference=reference, **grid)
+            reference = cv["reference"] if score == "both" else None
+            fin = cv["best"]
+            entry = {"label": row["label"], "row": row,
+                     **{n: fin[n] for n in grid}, "n_sparse": n_sparse,
+                     "energy_rmse": fin["energy_rmse"], "force_rmse": fin["force_rmse"],
+                     "score": fin[{"force": "force_rmse", "energy": "energy_rmse",
+                                   "both": "score"}[score]],
+                     "seconds": round(time.perf_counter() - ts, 1)}
+            out["finalists"].append(entry)
+            if entry is min(out["finalists"], key=lambda e: e["score"]):
+                model = cv["model"]     # keep only the best model so far (M² triangles)
+            log.info("tune: finalist %s: CV E %.2f meV/atom, F %.4f eV/Å (σ_E %g σ_F %g "
+                     "σ_V %g δ %g) %.0f s", row["label"], 1e3 * fin["energy_rmse"],
+                     fin["force_rmse"], fin["sigma_energy"], fin["sigma_force"],
+                     fin["sigma_virial"], fin["delta"], entry["seconds"])
+        chosen = min(out["finalists"], key=lambda e: e["score"])
+        best = out["best_row"] = chosen["row"]
+        win = dict(best["config"])
+        win.update({n: chosen[n] for n in REGULARISATION if n in chosen})
+        out["best"] = win
+        out["final"] = {n: v for n, v in chosen.items() if n not in ("row", "label")}
+        log.info("tune: chosen %s", chosen["label"])
+    elif refit:
+        model = make_model(win, species, n_sparse, seed=seed, **model_kw).fit(all_frames)
+    # learning curve of the chosen configuration (at the search fidelity)
     rng = np.random.default_rng(seed)
     if valid is None:
         order = rng.permutation(len(frames))
@@ -205,38 +256,15 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         out["curve"] = learning_curve(make_model(win, species, n_sparse_search, seed=seed,
                                                  **model_kw),
                                       curve_train, curve_valid, sizes, seed=seed)
-    if refit and final_cv:
-        # the noise levels and δ that suit n_sparse_search points are not those that suit
-        # n_sparse (more sparse points resolve more, so a smaller σ_F pays): choose them
-        # again by k-fold CV of the winner at n_sparse on all training frames; the model
-        # solved from the summed fold triangles is the refit (no separate fit)
-        ts = time.perf_counter()
-        # the inner grid plus the search's choice of each setting
-        grid = {n: sorted(set(inner[n]) | {win[n]}) for n in REGULARISATION
-                if n != "delta_2b" or win["two_body"]}
-        log.info("tune: winner at %d sparse points: k-fold CV of σ's and δ on all %d frames",
-                 n_sparse, len(all_frames))
-        cv = cross_validate(make_model(win, species, n_sparse, seed=seed, **model_kw),
-                            all_frames, k=k, seed=seed, score=score, refit=True,
-                            search="coordinate", **grid)
-        fin = cv["best"]
-        win.update({n: fin[n] for n in REGULARISATION if n in fin})
-        out["final"] = {**{n: fin[n] for n in grid}, "n_sparse": n_sparse,
-                        "energy_rmse": fin["energy_rmse"], "force_rmse": fin["force_rmse"],
-                        "seconds": round(time.perf_counter() - ts, 1)}
-        log.info("tune: at %d sparse points: CV E %.2f meV/atom, F %.4f eV/Å (σ_E %g σ_F %g "
-                 "σ_V %g δ %g) %.0f s", n_sparse, 1e3 * fin["energy_rmse"], fin["force_rmse"],
-                 fin["sigma_energy"], fin["sigma_force"], fin["sigma_virial"], fin["delta"],
-                 out["final"]["seconds"])
-        model = cv["model"]
-    elif refit:
-        model = make_model(win, species, n_sparse, seed=seed, **model_kw).fit(all_frames)
     if refit:
         model.training_summary_["tune"] = {"best": {k: (list(v) if isinstance(v, tuple) else v)
                                                     for k, v in win.items()},
                                            "k": k, "candidates": len(table),
                                            "cv_force_rmse": best["force_rmse"],
                                            "cv_energy_rmse": best["energy_rmse"]}
+        if "finalists" in out:
+            model.training_summary_["tune"]["finalists"] = [
+                {n: v for n, v in e.items() if n != "row"} for e in out["finalists"]]
         if "final" in out:
             model.training_summary_["tune"]["final_cv"] = dict(out["final"])
         out["model"] = model
@@ -253,12 +281,14 @@ def format_tune_table(result) -> str:
         lines.append(f"{i:>3}{mark}{r['label']:<58}{r['sigma_energy']:>7g}{r['sigma_force']:>6g}"
                      f"{r['delta']:>5g}{1e3 * r['energy_rmse']:>10.2f}{r['force_rmse']:>9.4f}"
                      f"{r['seconds']:>6.0f}")
-    fin = result.get("final")
-    if fin:
-        lines.append(f"winner at {fin['n_sparse']} sparse points, all frames:"
-                     f"{fin['sigma_energy']:>7g}{fin['sigma_force']:>6g}{fin['delta']:>5g}"
-                     f"{1e3 * fin['energy_rmse']:>10.2f}{fin['force_rmse']:>9.4f}"
-                     f"{fin['seconds']:>6.0f}")
+    if result.get("finalists"):
+        fin = result["finalists"]
+        lines.append(f"finalists at {fin[0]['n_sparse']} sparse points, all frames:")
+        for e in fin:
+            mark = "*" if e["row"] is best else " "
+            lines.append(f"   {mark}{e['label']:<58}{e['sigma_energy']:>7g}{e['sigma_force']:>6g}"
+                         f"{e['delta']:>5g}{1e3 * e['energy_rmse']:>10.2f}"
+                         f"{e['force_rmse']:>9.4f}{e['seconds']:>6.0f}")
     if result.get("curve"):
         lines.append("")
         lines.append("learning curve of the winner (validation errors):")

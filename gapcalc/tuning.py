@@ -36,7 +36,8 @@ def _scaled_U(model, deltas):
 
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
                    delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
-                   chunk_frames=None, search="grid", sweeps=2, candidates=None):
+                   chunk_frames=None, search="grid", sweeps=2, candidates=None,
+                   reference=None):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
@@ -55,6 +56,10 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     run in parallel (the whole grid at once, or one coordinate's values at a time); the
     scores equal the serial ones to rounding. ``candidates`` is passed to the sparse-point
     selection as in :meth:`SparseGPR.fit`.
+
+    ``reference``: {"force": eV/Å, "energy": eV/atom} RMSEs that the "both" score is
+    relative to (default: those of the first grid point), so that the scores of several
+    cross-validations can be compared; returned as ``out["reference"]``.
     """
     if search not in ("grid", "coordinate"):
         raise ValueError(f"search must be 'grid' or 'coordinate', got {search!r}")
@@ -103,7 +108,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
            "both": "score"}[score]
     seen = {}
-    first = {}
+    first = dict(reference) if reference else {}
 
     def evaluate(batch):
         """Rows of the grid points ``batch`` (tuples of values, in order); the points not
@@ -169,7 +174,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     if not valid:
         raise ValueError(f"no held-out {score} data to score on")
     best = min(valid, key=lambda r: r[key])
-    out = {"results": results, "best": best, "k": k}
+    out = {"results": results, "best": best, "k": k, "reference": dict(first)}
     if refit:
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             setattr(m, name, best[name])

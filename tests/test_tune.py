@@ -17,7 +17,7 @@ INNER = {"sigma_energy": [0.001, 0.003], "sigma_force": [0.02, 0.1], "sigma_viri
 def test_tune_search_is_deterministic_and_picks_the_cv_minimum(cu_frames):
     frames = cu_frames[:10]
     kw = dict(k=3, seed=3, n_sparse=30, n_sparse_search=20, start=START, space=SPACE,
-              inner=INNER, curve_sizes=(0.5, 1.0))
+              inner=INNER, curve_sizes=(0.5, 1.0), finalists=1)
     res = tune(frames, **kw)
     assert len(res["table"]) >= 3
     best = min(res["table"], key=lambda r: r["force_rmse"])
@@ -33,7 +33,7 @@ def test_tune_search_is_deterministic_and_picks_the_cv_minimum(cu_frames):
     assert [r["label"] for r in again["table"]] == [r["label"] for r in res["table"]]
     assert [r["force_rmse"] for r in again["table"]] == [r["force_rmse"] for r in res["table"]]
     text = format_tune_table(res)
-    assert "learning curve" in text and text.count("*") == 1
+    assert "learning curve" in text and text.count("*") == 2   # table + finalists
     # a candidate budget stops the search early
     assert len(tune(frames, max_candidates=2, **{**kw, "curve_sizes": ()})["table"]) == 2
 
@@ -65,7 +65,7 @@ def test_tune_final_cv_is_the_cv_optimum_at_n_sparse(cu_frames):
     from gapcalc.tuning import cross_validate
     frames = cu_frames[:9]
     kw = dict(k=3, seed=1, n_sparse=40, n_sparse_search=15, start=START,
-              space={"cutoff": [3.5]}, inner=INNER, curve_sizes=())
+              space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), finalists=1)
     res = tune(frames, **kw)
     win = res["best"]
     grid = {n: sorted(set(INNER[n]) | {res["best_row"][n]})
@@ -80,3 +80,40 @@ def test_tune_final_cv_is_the_cv_optimum_at_n_sparse(cu_frames):
                        atol=1e-8)
     kept = tune(frames, final_cv=False, **kw)
     assert "final" not in kept and kept["model"].sigma_force == kept["best_row"]["sigma_force"]
+
+
+def test_tune_finalists_are_reranked_at_n_sparse(cu_frames):
+    """The best search candidates are cross-validated again at n_sparse on all frames; the
+    model is the finalist with the lowest final CV score, whatever the search's order; with
+    score="both" all finalists are scored relative to the same reference."""
+    from gapcalc.tune import make_model
+    from gapcalc.tuning import cross_validate
+    frames = cu_frames[:9]
+    space = {"cutoff": [3.0, 3.5, 4.0]}
+    for score in ("force", "both"):
+        res = tune(frames, k=3, seed=2, n_sparse=40, n_sparse_search=10, start=START,
+                   space=space, inner=INNER, curve_sizes=(), finalists=2, score=score)
+        ranked = sorted(res["table"], key=lambda r: r["score"])[:2]
+        fin = res["finalists"]
+        assert [e["row"] for e in fin] == ranked
+        chosen = min(fin, key=lambda e: e["score"])
+        assert res["best_row"] is chosen["row"]
+        assert res["model"].terms_[0].descriptor.cutoff == chosen["row"]["config"]["cutoff"]
+        assert res["model"].sigma_force == chosen["sigma_force"]
+        assert [e["label"] for e in res["model"].training_summary_["tune"]["finalists"]] == \
+            [e["label"] for e in fin]
+        # each finalist's score is that of its own CV at n_sparse (the second one relative
+        # to the first's reference with "both")
+        ref = None
+        for e in fin:
+            c = dict(e["row"]["config"], **{n: e["row"][n] for n in INNER if n in e["row"]})
+            grid = {n: sorted(set(INNER[n]) | {c[n]})
+                    for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
+            cv = cross_validate(make_model(c, np.array([29]), 40, seed=2), frames, k=3,
+                                seed=2, score=score, refit=False, search="coordinate",
+                                reference=ref, **grid)
+            ref = cv["reference"] if score == "both" else None
+            key = "force_rmse" if score == "force" else "score"
+            assert e["score"] == pytest.approx(cv["best"][key], rel=1e-9)
+        text = format_tune_table(res)
+        assert "finalists at 40 sparse points" in text and text.count("*") == 2
