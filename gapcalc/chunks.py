@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .solver import PackedTrapezoid, StreamingQR, triangularise, unpacked
+from .solver import PackedTrapezoid, StreamingQR, combine_triangles, triangularise, unpacked
 from .targets import FrameError, check_atoms, check_targets, read_targets
 
 TYPES = ("energy", "force", "virial")
@@ -456,10 +456,10 @@ def merge_triangles(a: dict, b: dict) -> dict:
             out[key] = (Rb, nb)
             continue
         Ra, na = out[key]
-        stack = np.vstack([unpacked(Ra), unpacked(Rb)])
-        n = stack.shape[1]
-        R = triangularise(np.asfortranarray(stack), n)
-        out[key] = (PackedTrapezoid(R[:min(len(stack), n)]), na + nb)
+        Ra, Rb = unpacked(Ra), unpacked(Rb)
+        n = Ra.shape[1]
+        R = combine_triangles([Ra, Rb], n)
+        out[key] = (PackedTrapezoid(R[:min(len(Ra) + len(Rb), n)]), na + nb)
     return out
 
 

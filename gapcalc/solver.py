@@ -92,21 +92,26 @@ class StreamingQR:
             self._fold()
 
     def add_triangle(self, R_aug: np.ndarray):
-        """Fold in another accumulator's triangle (same columns)."""
-        self._buf.append(np.asarray(R_aug, dtype=np.float64))
-        self._nbuf += len(R_aug)
-        if self._nbuf >= self.block_rows:
-            self._fold()
+        """Fold in another accumulator's triangle (same columns; its zeros below the
+        diagonal are skipped, :func:`fold_rows`)."""
+        self._fold()
+        self._fold_block(np.asarray(R_aug, dtype=np.float64))
 
     def _fold(self):
         if not self._buf:
             return
-        stack = np.vstack([self.R] + self._buf)
+        stack = np.vstack(self._buf)
         self._buf = []
         self._nbuf = 0
-        R = triangularise(np.asfortranarray(stack), self.n + 1)
-        keep = min(stack.shape[0], self.n + 1)
-        self.R = R[:keep]
+        self._fold_block(stack)
+
+    def _fold_block(self, B):
+        """self.R (a trapezoid of ≤ n+1 rows) ← the triangle of [self.R; B]."""
+        n1 = self.n + 1
+        R = np.zeros((n1, n1), order="F")
+        R[:len(self.R)] = self.R
+        fold_rows(R, B)
+        self.R = np.triu(R[:min(len(self.R) + len(B), n1)])
 
     def triangle(self) -> np.ndarray:
         """(n+1, n+1) upper-triangular R_aug of everything added so far."""
@@ -140,7 +145,7 @@ def fold_rows(R: np.ndarray, B: np.ndarray) -> np.ndarray:
     return R
 
 
-def merge_triangles(blocks, n: int) -> np.ndarray:
+def combine_triangles(blocks, n: int) -> np.ndarray:
     """(n, n) upper-triangular R with RᵀR = Σ_k B_kᵀB_k, the blocks (triangles, trapezoids
     or dense rows with n columns) folded in one by one (:func:`fold_rows`)."""
     R = np.zeros((n, n), order="F")

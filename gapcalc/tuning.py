@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from .solver import StreamingQR, merge_triangles, solve_regularised
+from .solver import StreamingQR, combine_triangles, solve_regularised
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
                                          candidates=candidates)
     # the training triangles of every fold do not depend on the grid point (σ_t scales
     # a whole type, δ only the regulariser): reduce them once, keeping only non-zero rows
-    rest = {f: [_nonzero_rows(merge_triangles([tri[g][t] for g in tri if g != f], m.M_ + 1))
+    rest = {f: [_nonzero_rows(combine_triangles([tri[g][t] for g in tri if g != f], m.M_ + 1))
                 for t in TYPES] for f in tri}
     base = {"sigma_energy": m.sigma_energy, "sigma_force": m.sigma_force,
             "sigma_virial": m.sigma_virial}

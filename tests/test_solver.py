@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gapcalc.solver import fold_rows, merge_triangles, solve_regularised, triangularise
+from gapcalc.solver import fold_rows, combine_triangles, solve_regularised, triangularise
 
 
 def _triangle(rng, rows, n):
@@ -34,7 +34,7 @@ def test_fold_rows_reads_no_entry_below_the_diagonal_of_a_trapezoid():
     T = _triangle(rng, 30, n)
     T[7] = 0.0
     T[15:] = 0.0
-    R1 = merge_triangles([T, T[:15]], n)
+    R1 = combine_triangles([T, T[:15]], n)
     R2 = triangularise(np.asfortranarray(np.vstack([T, T[:15]])), n)
     assert np.allclose(R1.T @ R1, R2.T @ R2, atol=1e-12 * np.abs(R2).max() ** 2)
 
