@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .solver import PackedTrapezoid, StreamingQR, combine_triangles, triangularise, unpacked
+from .solver import (PackedTrapezoid, StreamingQR, combine_triangles, trailing_zeros_dropped,
+                     triangularise, unpacked)
 from .targets import FrameError, check_atoms, check_targets, read_targets
 
 TYPES = ("energy", "force", "virial")
@@ -459,7 +460,7 @@ def merge_triangles(a: dict, b: dict) -> dict:
         Ra, Rb = unpacked(Ra), unpacked(Rb)
         n = Ra.shape[1]
         R = combine_triangles([Ra, Rb], n)
-        out[key] = (PackedTrapezoid(R[:min(len(Ra) + len(Rb), n)]), na + nb)
+        out[key] = (PackedTrapezoid(trailing_zeros_dropped(R)), na + nb)
     return out
 
 

@@ -111,7 +111,7 @@ class StreamingQR:
         R = np.zeros((n1, n1), order="F")
         R[:len(self.R)] = self.R
         fold_rows(R, B)
-        self.R = np.triu(R[:min(len(self.R) + len(B), n1)])
+        self.R = trailing_zeros_dropped(np.triu(R))
 
     def triangle(self) -> np.ndarray:
         """(n+1, n+1) upper-triangular R_aug of everything added so far."""
@@ -143,6 +143,14 @@ def fold_rows(R: np.ndarray, B: np.ndarray) -> np.ndarray:
     if out is not R:                          # not updated in place (layout): copy back
         R[...] = out
     return R
+
+
+def trailing_zeros_dropped(R: np.ndarray) -> np.ndarray:
+    """The rows of a triangle up to its last non-zero one (a trapezoid). Not simply the
+    first min(rows folded, n): folding r < n rows into a triangle with dtpqrt can leave
+    its weight in a later row when leading columns are rank deficient."""
+    live = np.flatnonzero(np.any(R != 0.0, axis=1))
+    return R[:live[-1] + 1] if len(live) else R[:0]
 
 
 def combine_triangles(blocks, n: int) -> np.ndarray:

@@ -63,3 +63,26 @@ def test_solve_regularised_equals_the_dense_least_squares():
     alpha2, R2 = solve_regularised(tris, Q @ U, scales)
     assert np.allclose(alpha2, ref, rtol=1e-10, atol=1e-12)
     assert np.allclose(R2.T @ R2, big.T @ big, rtol=1e-10, atol=1e-10)
+
+
+def test_streaming_qr_with_rank_deficient_leading_columns():
+    """Fewer rows than columns whose leading columns are (nearly) empty: dtpqrt may leave
+    weight below row r, which must be kept (a regression: trimming to r rows lost it and
+    made a Dask fit with one frame per chunk differ from the serial one)."""
+    from gapcalc.solver import StreamingQR
+    rng = np.random.default_rng(7)
+    n = 7
+    A = rng.standard_normal((7, n))
+    A[:6, :4] = 0.0                       # only the last row touches the first 4 columns
+    y = rng.standard_normal(7)
+    for block_rows in (1, 3, 8, 100):
+        acc = StreamingQR(n, block_rows)
+        acc.add(A[:3], y[:3])
+        acc.add(A[3:], y[3:])
+        acc.add_triangle(np.zeros((n + 1, n + 1)))
+        other = StreamingQR(n, block_rows)
+        other.add(A[:2], y[:2])
+        acc.add_triangle(other.triangle())
+        R = acc.triangle()
+        X = np.column_stack([np.vstack([A, A[:2]]), np.concatenate([y, y[:2]])])
+        assert np.allclose(R.T @ R, X.T @ X, atol=1e-12)
