@@ -120,7 +120,7 @@ def main(argv=None):
           f"(search {a.budget:g} s budget); winner: {res['best_row']['label']} "
           f"σ_E {res['best']['sigma_energy']} σ_F {res['best']['sigma_force']} "
           f"σ_V {res['best']['sigma_virial']} δ {res['best']['delta']}")
-    print(f"\n| model | E MAE meV/at | F MAE meV/Å | µs/atom E+F |\n|---|---|---|---|")
+    print("\n| model | E MAE meV/at | F MAE meV/Å | µs/atom E+F |\n|---|---|---|---|")
     for name, r in rows.items():
         e = r.get("E_mae_meV_atom")
         us = r.get("us_per_atom")
