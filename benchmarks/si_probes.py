@@ -14,11 +14,10 @@ should be able to reach (issue 15; RESULTS §16-17).
 import json, os, sys, time
 for v in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[v] = "1"
-import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from gap_compare import SI_DIR, read_frames, reference
+from gap_compare import SI_DIR, read_frames
 from gapcalc import SOAP, SparseGPR
-from gapcalc.calculator import GAPCalculator
+from gapcalc.metrics import error_table
 
 def soap(**kw):
     base = dict(cutoff=5.0, n_max=8, l_max=6, atom_sigma=0.5, cutoff_width=0.5)
@@ -79,19 +78,17 @@ test = read_frames(SI_DIR / "si_mlearn_test.xyz")
 t0 = time.process_time()
 m = SparseGPR(**kw).fit(train)
 fit = time.process_time() - t0
-calc = GAPCalculator(m.potential_)
-def errs(frames, by=None):
-    de, df = [], []
-    for at in frames:
-        e, f, _ = reference(at)
-        a = at.copy(); a.calc = calc
-        de.append((a.get_potential_energy() - e) / len(a)); df.append((a.get_forces() - f).ravel())
-    return 1e3 * float(np.mean(np.abs(de))), 1e3 * float(np.mean(np.abs(np.concatenate(df))))
-te = errs(test)
-bytype = {}
-for ct in sorted({a.info.get("config_type") for a in test}):
-    bytype[ct] = errs([a for a in test if a.info.get("config_type") == ct])
-tr = errs(train[::4])
+test_err = error_table(m, test)
+train_err = error_table(m, train[::4])["overall"]
+
+
+def mae(row):
+    """(energy MAE meV/atom, force-component MAE meV/Å) of an error_table row."""
+    return 1e3 * row["energy_mae"], 1e3 * row["force_mae"]
+
+
+te, tr = mae(test_err["overall"]), mae(train_err)
+bytype = {ct: mae(row) for ct, row in sorted(test_err["per_config_type"].items())}
 out = {"name": name, "test_E": te[0], "test_F": te[1], "train_E": tr[0], "train_F": tr[1], "fit_cpu": fit, "by_type": bytype}
 print(json.dumps(out))
 if out_path:

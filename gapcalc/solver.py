@@ -128,12 +128,10 @@ def fold_rows(R: np.ndarray, B: np.ndarray) -> np.ndarray:
     zeros below the diagonal are skipped: folding a full triangle costs ~⅔n³ flops, a
     third of a QR of the two triangles stacked. Returns ``R``."""
     n = R.shape[0]
-    B = np.asarray(B, dtype=np.float64)
-    live = np.flatnonzero(np.any(B != 0.0, axis=1))
-    if len(live) == 0:
-        return R
-    B = B[:live[-1] + 1]                      # trailing zero rows: nothing to fold
+    B = trailing_zeros_dropped(np.asarray(B, dtype=np.float64))   # nothing to fold there
     m = B.shape[0]
+    if m == 0:
+        return R
     upper = m <= n and not np.any(np.tril(B, -1))
     B = np.array(B, order="F")                # dtpqrt overwrites it (Householder vectors)
     out, _, _, info = lapack.dtpqrt(m if upper else 0, min(64, n), R, B,
@@ -146,7 +144,7 @@ def fold_rows(R: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def trailing_zeros_dropped(R: np.ndarray) -> np.ndarray:
-    """The rows of a triangle up to its last non-zero one (a trapezoid). Not simply the
+    """The rows of ``R`` up to its last non-zero one (of a triangle: a trapezoid). Not simply the
     first min(rows folded, n): folding r < n rows into a triangle with dtpqrt can leave
     its weight in a later row when leading columns are rank deficient."""
     live = np.flatnonzero(np.any(R != 0.0, axis=1))

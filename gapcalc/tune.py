@@ -103,11 +103,11 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     finalists : how many of the search's best candidates the final CV compares.
     model_kw : further SparseGPR arguments (e.g. e0, energy_key).
     Returns {"table": rows of every candidate, "best": config of the model, "best_row": its
-    search row, "model": fitted SparseGPR (with ``refit``), "curve": learning curve of the
-    search's winner, "finalists": the final CV of each finalist and "final": that of the
+    search row, "model": fitted SparseGPR (with ``refit``), "curve": learning curve of that
+    configuration (at the search's fidelity), "finalists": the final CV of each finalist and "final": that of the
     chosen one (with ``final_cv``)}.
     """
-    from .tuning import cross_validate, learning_curve
+    from .tuning import SCORE_KEYS, cross_validate, learning_curve
     space = dict(SPACE if space is None else space)
     cfg = dict(START if start is None else start)
     inner = dict(INNER if inner is None else inner)
@@ -203,7 +203,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         # anew; the lowest score wins, and the model solved from its summed fold
         # triangles is the refit (no separate fit)
         ranked = sorted(table, key=lambda r: r["score"])[:max(1, int(finalists))]
-        reference = None
+        reference = chosen = None
         out["finalists"] = []
         for row in ranked:
             ts = time.perf_counter()
@@ -223,17 +223,15 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
             entry = {"label": row["label"], "row": row,
                      **{n: fin[n] for n in grid}, "n_sparse": n_sparse,
                      "energy_rmse": fin["energy_rmse"], "force_rmse": fin["force_rmse"],
-                     "score": fin[{"force": "force_rmse", "energy": "energy_rmse",
-                                   "both": "score"}[score]],
+                     "score": fin[SCORE_KEYS[score]],
                      "seconds": round(time.perf_counter() - ts, 1)}
             out["finalists"].append(entry)
-            if entry is min(out["finalists"], key=lambda e: e["score"]):
-                model = cv["model"]     # keep only the best model so far (M² triangles)
+            if chosen is None or entry["score"] < chosen["score"]:
+                chosen, model = entry, cv["model"]   # only the best model is kept (M² triangles)
             log.info("tune: finalist %s: CV E %.2f meV/atom, F %.4f eV/Å (σ_E %g σ_F %g "
                      "σ_V %g δ %g) %.0f s", row["label"], 1e3 * fin["energy_rmse"],
                      fin["force_rmse"], fin["sigma_energy"], fin["sigma_force"],
                      fin["sigma_virial"], fin["delta"], entry["seconds"])
-        chosen = min(out["finalists"], key=lambda e: e["score"])
         best = out["best_row"] = chosen["row"]
         win = dict(best["config"])
         win.update({n: chosen[n] for n in REGULARISATION if n in chosen})

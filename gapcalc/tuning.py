@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 TYPES = ("energy", "force", "virial")
 
+#: the row entry each ``score`` ranks by ("both": force and energy RMSE, each relative)
+SCORE_KEYS = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
+              "both": "score"}
+
 
 def _clone(model):
     return type(model).from_params(model.get_params())
@@ -104,8 +108,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
     results = []
-    key = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
-           "both": "score"}[score]
+    key = SCORE_KEYS[score]
     seen = {}
     first = dict(reference) if reference else {}
 
