@@ -365,7 +365,8 @@ def cmd_tune(a):
     res = tune(frames, k=a.folds, budget=a.budget, max_candidates=a.max_candidates,
                seed=a.seed, n_sparse=a.n_sparse, n_sparse_search=a.n_sparse_search,
                score=a.score, valid=valid, e0=a.e0, search_frames=a.search_frames,
-               final_cv=not a.no_final_cv, finalists=a.finalists)
+               final_cv=not a.no_final_cv, finalists=a.finalists,
+               energy_cap=None if a.energy_cap <= 0 else a.energy_cap)
     print(format_tune_table(res))
     res["model"].save(a.output)
     print(f"best: {res['best_row']['label']}")
@@ -894,6 +895,9 @@ def build_parser():
     t.add_argument("--finalists", type=int, default=3,
                    help="the best search candidates cross-validated again at --n-sparse on "
                         "all frames (σ's and δ chosen anew); the best of them is the model")
+    t.add_argument("--energy-cap", type=float, default=1.0,
+                   help="held-out energy RMSE allowed, relative to the starting recipe with "
+                        "default σ's and δ (penalised beyond it); 0: no cap")
     t.add_argument("--no-final-cv", action="store_true",
                    help="refit the search's winner with its σ's and δ instead of the final "
                         "CV of the finalists at --n-sparse on all frames")

@@ -84,13 +84,19 @@ def make_model(cfg, species, n_sparse, seed=0, **extra):
 def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
          n_sparse_search=300, score="force", space=None, start=None, inner=None,
          valid=None, curve_sizes=(0.125, 0.25, 0.5, 1.0), refit=True, search_frames=None,
-         final_cv=True, finalists=3, **model_kw):
+         final_cv=True, finalists=3, energy_cap=1.0, **model_kw):
     """Search hyper-parameters by k-fold CV on ``frames`` (the training set only).
 
     budget : seconds for the search (None: until a sweep improves nothing).
     max_candidates : stop after this many candidates (machine-independent).
     score : "force" (held-out force RMSE), "energy", or "both" (sum of the two RMSEs, each
-        relative to the first candidate's).
+        relative to the starting recipe's).
+    energy_cap : the held-out energy RMSE may exceed that of the starting recipe with its
+        default σ's and δ (what an untuned fit gives) by at most this factor: beyond it a
+        candidate's score is penalised by (E/E_cap)^CAP_POWER
+        (:func:`gapcalc.tuning.cross_validate`), at the search's fidelity and again in the
+        final CV, where the starting recipe is then always cross-validated first as the
+        baseline. None: no cap (a force search may then trade energy for forces).
     space, start, inner : override :data:`SPACE`, :data:`START`, :data:`INNER`.
     valid : optional validation frames for the learning curve (else a seeded 20 % of the
         training frames is held out for the curve only).
@@ -104,10 +110,13 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     model_kw : further SparseGPR arguments (e.g. e0, energy_key).
     Returns {"table": rows of every candidate, "best": config of the model, "best_row": its
     search row, "model": fitted SparseGPR (with ``refit``), "curve": learning curve of that
-    configuration (at the search's fidelity), "finalists": the final CV of each finalist and "final": that of the
-    chosen one (with ``final_cv``)}.
+    configuration (at the search's fidelity), "search_reference": the search's "both"
+    reference RMSEs and absolute "energy_cap" (eV/atom), "finalists": the final CV of each
+    finalist (the baseline first, with ``energy_cap``), "baseline": the starting recipe's
+    final CV at default σ's and δ with the final "energy_cap", and "final": the chosen
+    finalist's CV (with ``final_cv``)}.
     """
-    from .tuning import SCORE_KEYS, cross_validate, learning_curve
+    from .tuning import cross_validate, learning_curve
     space = dict(SPACE if space is None else space)
     cfg = dict(START if start is None else start)
     inner = dict(INNER if inner is None else inner)
@@ -121,18 +130,13 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
     t0 = time.perf_counter()
     evaluated = {}
     table = []
-    ref = {}
+    # the "both" reference RMSEs and the absolute energy cap, set by the first candidate
+    # (the starting recipe) so that every candidate's score is on one scale
+    search_ref = {}
 
     def key(c):
         return tuple((n, c[n] if not isinstance(c[n], list) else tuple(c[n]))
                      for n in sorted(START))
-
-    def value(row):
-        if score == "force":
-            return row["force_rmse"]
-        if score == "energy":
-            return row["energy_rmse"]
-        return row["force_rmse"] / ref["force_rmse"] + row["energy_rmse"] / ref["energy_rmse"]
 
     def evaluate(c):
         kk = key(c)
@@ -143,29 +147,28 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         grid = {n: inner[n] for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
         if c["two_body"]:
             grid["delta_2b"] = inner["delta_2b"]
-        sc = score
         try:
-            cv = cross_validate(model, frames, k=k, seed=seed, score=sc, refit=False,
-                                search="coordinate", **grid)
+            cv = cross_validate(model, frames, k=k, seed=seed, score=score, refit=False,
+                                search="coordinate", reference=search_ref or None,
+                                energy_cap=energy_cap, **grid)
         except (ValueError, np.linalg.LinAlgError) as exc:
+            if not search_ref:
+                raise ValueError(f"the starting configuration cannot be cross-validated: "
+                                 f"{exc}") from exc
             log.warning("tune: %s failed (%s)", _label(c), exc)
             evaluated[kk] = None
             return None
-        if score == "both":
-            if not ref:
-                b = cv["best"]
-                ref.update(force_rmse=b["force_rmse"], energy_rmse=b["energy_rmse"])
-            best = min(cv["results"], key=value)
-        else:
-            best = cv["best"]
-        row = {"config": dict(c), "label": _label(c), **best, "score": value(best),
+        if not search_ref:
+            search_ref.update(cv["reference"])
+        best = cv["best"]
+        row = {"config": dict(c), "label": _label(c), **best,
                "seconds": round(time.perf_counter() - ts, 1)}
         table.append(row)
         evaluated[kk] = row
         log.info("tune [%d] %s: CV E %.2f meV/atom, F %.4f eV/Å (σ_E %g σ_F %g σ_V %g δ %g) "
-                 "%.0f s", len(table), row["label"], 1e3 * row["energy_rmse"],
+                 "score %.4g, %.0f s", len(table), row["label"], 1e3 * row["energy_rmse"],
                  row["force_rmse"], row["sigma_energy"], row["sigma_force"],
-                 row["sigma_virial"], row["delta"], row["seconds"])
+                 row["sigma_virial"], row["delta"], row["score"], row["seconds"])
         return row
 
     def out_of_time():
@@ -173,9 +176,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
             return True
         return max_candidates is not None and len(table) >= max_candidates
 
-    best = evaluate(cfg)
-    if best is None:
-        raise ValueError("the starting configuration cannot be cross-validated")
+    best = start_row = evaluate(cfg)
     improved = True
     while improved and not out_of_time():
         improved = False
@@ -193,7 +194,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
              best["label"])
     win = dict(best["config"])
     win.update({n: best[n] for n in REGULARISATION if n in best})
-    out = {"table": table, "best": win, "best_row": best}
+    out = {"table": table, "best": win, "best_row": best, "search_reference": dict(search_ref)}
     if refit and final_cv:
         # the search's fidelity (n_sparse_search points, maybe a subset of the frames) is
         # not the final one: more sparse points favour smaller σ's and can reorder
@@ -201,37 +202,45 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         # 1.5 % of each other). So the best ``finalists`` candidates of the search are
         # cross-validated again at n_sparse on all training frames, their σ's and δ chosen
         # anew; the lowest score wins, and the model solved from its summed fold
-        # triangles is the refit (no separate fit)
+        # triangles is the refit (no separate fit). With an energy cap the starting
+        # recipe goes first: its default σ's and δ set the cap at this fidelity
         ranked = sorted(table, key=lambda r: r["score"])[:max(1, int(finalists))]
+        if energy_cap is not None or score == "both":
+            ranked = [start_row] + [r for r in ranked if r is not start_row]
         reference = chosen = None
         out["finalists"] = []
         for row in ranked:
             ts = time.perf_counter()
             c = dict(row["config"])
-            c.update({n: row[n] for n in REGULARISATION if n in row})
-            # the inner grid plus the search's choice of each setting
-            grid = {n: sorted(set(inner[n]) | {c[n]}) for n in REGULARISATION
+            choice = {n: row[n] for n in REGULARISATION if n in row}
+            # the inner grid plus the search's choice of each setting; the model itself
+            # keeps the defaults (the baseline's "as given" point is the untuned recipe)
+            grid = {n: sorted(set(inner[n]) | {choice[n]}) for n in REGULARISATION
                     if n != "delta_2b" or c["two_body"]}
             log.info("tune: finalist %d/%d %s at %d sparse points: k-fold CV of σ's and δ "
                      "on all %d frames", len(out["finalists"]) + 1, len(ranked), row["label"],
                      n_sparse, len(all_frames))
             cv = cross_validate(make_model(c, species, n_sparse, seed=seed, **model_kw),
                                 all_frames, k=k, seed=seed, score=score, refit=True,
-                                search="coordinate", reference=reference, **grid)
-            reference = cv["reference"] if score == "both" else None
+                                search="coordinate", reference=reference,
+                                energy_cap=energy_cap, **grid)
+            reference = cv["reference"]
             fin = cv["best"]
             entry = {"label": row["label"], "row": row,
                      **{n: fin[n] for n in grid}, "n_sparse": n_sparse,
                      "energy_rmse": fin["energy_rmse"], "force_rmse": fin["force_rmse"],
-                     "score": fin[SCORE_KEYS[score]],
-                     "seconds": round(time.perf_counter() - ts, 1)}
+                     "score": fin["score"], "seconds": round(time.perf_counter() - ts, 1)}
+            if "as_given" in cv:
+                out["baseline"] = {n: cv["as_given"][n] for n in
+                                   ("energy_rmse", "force_rmse", "score")}
+                out["baseline"]["energy_cap"] = reference["energy_cap"]
             out["finalists"].append(entry)
             if chosen is None or entry["score"] < chosen["score"]:
                 chosen, model = entry, cv["model"]   # only the best model is kept (M² triangles)
             log.info("tune: finalist %s: CV E %.2f meV/atom, F %.4f eV/Å (σ_E %g σ_F %g "
-                     "σ_V %g δ %g) %.0f s", row["label"], 1e3 * fin["energy_rmse"],
+                     "σ_V %g δ %g) score %.4g, %.0f s", row["label"], 1e3 * fin["energy_rmse"],
                      fin["force_rmse"], fin["sigma_energy"], fin["sigma_force"],
-                     fin["sigma_virial"], fin["delta"], entry["seconds"])
+                     fin["sigma_virial"], fin["delta"], fin["score"], entry["seconds"])
         best = out["best_row"] = chosen["row"]
         win = dict(best["config"])
         win.update({n: chosen[n] for n in REGULARISATION if n in chosen})
@@ -265,6 +274,8 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
                 {n: v for n, v in e.items() if n != "row"} for e in out["finalists"]]
         if "final" in out:
             model.training_summary_["tune"]["final_cv"] = dict(out["final"])
+        if "baseline" in out:
+            model.training_summary_["tune"]["baseline_cv"] = dict(out["baseline"])
         out["model"] = model
     return out
 
@@ -282,6 +293,11 @@ def format_tune_table(result) -> str:
     if result.get("finalists"):
         fin = result["finalists"]
         lines.append(f"finalists at {fin[0]['n_sparse']} sparse points, all frames:")
+        if result.get("baseline"):
+            b = result["baseline"]
+            lines.append(f"    {'starting recipe, default σ and δ (baseline)':<58}{'':>18}"
+                         f"{1e3 * b['energy_rmse']:>10.2f}{b['force_rmse']:>9.4f}"
+                         f"   energy cap {1e3 * b['energy_cap']:.2f} meV/atom")
         for e in fin:
             mark = "*" if e["row"] is best else " "
             lines.append(f"   {mark}{e['label']:<58}{e['sigma_energy']:>7g}{e['sigma_force']:>6g}"

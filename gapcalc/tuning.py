@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 
 TYPES = ("energy", "force", "virial")
 
-#: the row entry each ``score`` ranks by ("both": force and energy RMSE, each relative)
-SCORE_KEYS = {"force": "force_rmse", "energy": "energy_rmse", "stress": "stress_rmse",
-              "both": "score"}
+#: the held-out RMSE each ``score`` ranks by ("both": force and energy, each relative)
+SCORES = ("force", "energy", "stress", "both")
+
+#: exponent of the energy-cap penalty: a grid point whose energy RMSE is a factor q > 1
+#: above the cap has its score multiplied by q**CAP_POWER (10 % over: ×1.46), a soft
+#: constraint that coordinate descent can still walk along
+CAP_POWER = 4
 
 
 def _clone(model):
@@ -41,7 +45,7 @@ def _scaled_U(model, deltas):
 def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigma_virial=None,
                    delta=None, delta_2b=None, score="force", seed=0, refit=True, client=None,
                    chunk_frames=None, search="grid", sweeps=2, candidates=None,
-                   reference=None):
+                   reference=None, energy_cap=None):
     """k-fold CV of a SparseGPR's noise and δ hyper-parameters over a grid.
 
     Each grid argument is a list of values (None: keep the model's). Returns a dict with
@@ -62,11 +66,23 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     selection as in :meth:`SparseGPR.fit`.
 
     ``reference``: {"force": eV/Å, "energy": eV/atom} RMSEs that the "both" score is
-    relative to (default: those of the first grid point), so that the scores of several
-    cross-validations can be compared; returned as ``out["reference"]``.
+    relative to (default: those of the first grid point), and "energy_cap" (eV/atom), so
+    that the scores of several cross-validations can be compared; returned as
+    ``out["reference"]``.
+
+    ``energy_cap``: a ratio q₀: the score of a grid point whose held-out energy RMSE E
+    exceeds the cap E_cap is multiplied by (E/E_cap)^CAP_POWER, with E_cap =
+    ``reference["energy_cap"]`` if given, else q₀ times the energy RMSE of the model as
+    given (its own σ's and δ, always evaluated first and returned as ``out["as_given"]``).
+    So a force search with ``energy_cap=1`` improves forces without making energies worse
+    than the model's own settings do.
+
+    Every row has ``score``, the value ranked (lower is better; None without held-out data).
     """
     if search not in ("grid", "coordinate"):
         raise ValueError(f"search must be 'grid' or 'coordinate', got {search!r}")
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     m = _clone(model)
 
     def folds_of(idx, n_frames):
@@ -108,7 +124,6 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         return out + ([p["delta_2b"]] if "delta_2b" in p else [])
     names = list(grid)
     results = []
-    key = SCORE_KEYS[score]
     seen = {}
     first = dict(reference) if reference else {}
 
@@ -138,23 +153,28 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
             row = dict(p)
             for t, name in zip(TYPES, ("energy_rmse", "force_rmse", "stress_rmse")):
                 row[name] = float(np.sqrt(sq[t] / cnt[t])) if cnt[t] else None
-            if score == "both" and row["force_rmse"] is not None and row["energy_rmse"]:
-                if not first:
-                    first.update(force=row["force_rmse"], energy=row["energy_rmse"])
-                row["score"] = (row["force_rmse"] / first["force"]
-                                + row["energy_rmse"] / first["energy"])
-            elif score == "both":
-                row["score"] = None
+            row["score"] = _score(row, score, first, energy_cap)
             results.append(row)
             seen[values] = row
             log.info("cv %s", row)
         return [seen[v] for v in batch]
 
+    as_given = None
+    if energy_cap is not None and "energy_cap" not in first:
+        # the model's own settings, the cap's base
+        as_given = dict(base, delta=base_deltas[0])
+        if len(base_deltas) > n_soap:
+            as_given["delta_2b"] = base_deltas[n_soap]
+        as_given = evaluate([tuple(as_given[n] for n in names)])[0]
+        if not as_given["energy_rmse"]:
+            raise ValueError("energy_cap needs held-out energies")
+        first["energy_cap"] = energy_cap * as_given["energy_rmse"]
+        as_given["score"] = _score(as_given, score, first, energy_cap)   # the cap now known
     if search == "grid":
         evaluate(list(itertools.product(*(grid[n] for n in names))))
     else:
         def val(row):
-            return np.inf if row[key] is None else row[key]
+            return np.inf if row["score"] is None else row["score"]
         current = [grid[n][len(grid[n]) // 2] for n in names]
         best_row = evaluate([tuple(current)])[0]
         for _ in range(int(sweeps)):
@@ -172,11 +192,13 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
                         best_row, current, moved = row, cand, True
             if not moved:
                 break
-    valid = [r for r in results if r[key] is not None]
+    valid = [r for r in results if r["score"] is not None]
     if not valid:
         raise ValueError(f"no held-out {score} data to score on")
-    best = min(valid, key=lambda r: r[key])
+    best = min(valid, key=lambda r: r["score"])
     out = {"results": results, "best": best, "k": k, "reference": dict(first)}
+    if as_given is not None:
+        out["as_given"] = as_given
     if refit:
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             setattr(m, name, best[name])
@@ -208,6 +230,28 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         m.training_summary_ = {"n_frames": len(idx), "cross_validation": {"k": k, "best": best}}
         out["model"] = m
     return out
+
+
+def _score(row, score, first, energy_cap):
+    """The value a grid point is ranked by (None if it has no held-out data of that kind).
+
+    ``first`` holds the "both" reference RMSEs (set from this row if empty) and the
+    absolute "energy_cap"."""
+    f, e = row["force_rmse"], row["energy_rmse"]
+    if score == "both":
+        if f is None or not e:
+            return None
+        if "force" not in first:
+            first.update(force=f, energy=e)
+        value = f / first["force"] + e / first["energy"]
+    else:
+        value = row[f"{score}_rmse"]
+        if value is None:
+            return None
+    cap = first.get("energy_cap") if energy_cap is not None else None
+    if cap and e and e > cap:
+        value *= (e / cap) ** CAP_POWER
+    return value
 
 
 def _nonzero_rows(R):

@@ -17,7 +17,7 @@ INNER = {"sigma_energy": [0.001, 0.003], "sigma_force": [0.02, 0.1], "sigma_viri
 def test_tune_search_is_deterministic_and_picks_the_cv_minimum(cu_frames):
     frames = cu_frames[:10]
     kw = dict(k=3, seed=3, n_sparse=30, n_sparse_search=20, start=START, space=SPACE,
-              inner=INNER, curve_sizes=(0.5, 1.0), finalists=1)
+              inner=INNER, curve_sizes=(0.5, 1.0), finalists=1, energy_cap=None)
     res = tune(frames, **kw)
     assert len(res["table"]) >= 3
     best = min(res["table"], key=lambda r: r["force_rmse"])
@@ -52,9 +52,14 @@ def test_cli_tune(cu_frames, tmp_path, capsys):
 
 def test_tune_score_both(cu_frames):
     res = tune(cu_frames[:8], k=3, n_sparse=20, n_sparse_search=15, start=START,
-               space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), score="both")
+               space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), score="both",
+               energy_cap=None)
     rows = res["table"]
-    assert len(rows) == 2 and abs(rows[0]["score"] - 2.0) < 1e-12
+    ref = res["search_reference"]       # the starting recipe's first grid point: score 2
+    assert len(rows) == 2 and rows[0]["score"] <= 2.0 + 1e-12
+    for r in rows:
+        assert r["score"] == pytest.approx(r["force_rmse"] / ref["force"]
+                                           + r["energy_rmse"] / ref["energy"], rel=1e-12)
     assert res["best_row"]["score"] == min(r["score"] for r in rows)
 
 
@@ -65,14 +70,14 @@ def test_tune_final_cv_is_the_cv_optimum_at_n_sparse(cu_frames):
     from gapcalc.tuning import cross_validate
     frames = cu_frames[:9]
     kw = dict(k=3, seed=1, n_sparse=40, n_sparse_search=15, start=START,
-              space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), finalists=1)
+              space={"cutoff": [3.5]}, inner=INNER, curve_sizes=(), finalists=1,
+              energy_cap=None)
     res = tune(frames, **kw)
     win = res["best"]
     grid = {n: sorted(set(INNER[n]) | {res["best_row"][n]})
             for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
-    cv = cross_validate(make_model(dict(win, **{n: res["best_row"][n] for n in grid}),
-                                   np.array([29]), 40, seed=1), frames, k=3, seed=1,
-                        refit=False, search="grid", **grid)
+    cv = cross_validate(make_model(res["best_row"]["config"], np.array([29]), 40, seed=1),
+                        frames, k=3, seed=1, refit=False, search="grid", **grid)
     assert res["final"]["force_rmse"] == pytest.approx(cv["best"]["force_rmse"], rel=1e-9)
     plain = make_model(win, np.array([29]), 40, seed=1).fit(frames)
     at = frames[0]
@@ -92,8 +97,11 @@ def test_tune_finalists_are_reranked_at_n_sparse(cu_frames):
     space = {"cutoff": [3.0, 3.5, 4.0]}
     for score in ("force", "both"):
         res = tune(frames, k=3, seed=2, n_sparse=40, n_sparse_search=10, start=START,
-                   space=space, inner=INNER, curve_sizes=(), finalists=2, score=score)
+                   space=space, inner=INNER, curve_sizes=(), finalists=2, score=score,
+                   energy_cap=None)
         ranked = sorted(res["table"], key=lambda r: r["score"])[:2]
+        if score == "both":     # the starting recipe first: the common reference
+            ranked = [res["table"][0]] + [r for r in ranked if r is not res["table"][0]]
         fin = res["finalists"]
         assert [e["row"] for e in fin] == ranked
         chosen = min(fin, key=lambda e: e["score"])
@@ -106,14 +114,74 @@ def test_tune_finalists_are_reranked_at_n_sparse(cu_frames):
         # to the first's reference with "both")
         ref = None
         for e in fin:
-            c = dict(e["row"]["config"], **{n: e["row"][n] for n in INNER if n in e["row"]})
-            grid = {n: sorted(set(INNER[n]) | {c[n]})
+            grid = {n: sorted(set(INNER[n]) | {e["row"][n]})
                     for n in ("sigma_energy", "sigma_force", "sigma_virial", "delta")}
-            cv = cross_validate(make_model(c, np.array([29]), 40, seed=2), frames, k=3,
-                                seed=2, score=score, refit=False, search="coordinate",
-                                reference=ref, **grid)
-            ref = cv["reference"] if score == "both" else None
-            key = "force_rmse" if score == "force" else "score"
-            assert e["score"] == pytest.approx(cv["best"][key], rel=1e-9)
+            cv = cross_validate(make_model(e["row"]["config"], np.array([29]), 40, seed=2),
+                                frames, k=3, seed=2, score=score, refit=False,
+                                search="coordinate", reference=ref, **grid)
+            ref = cv["reference"]
+            assert e["score"] == pytest.approx(cv["best"]["score"], rel=1e-9)
+            if score == "force":
+                assert e["score"] == e["force_rmse"]
         text = format_tune_table(res)
         assert "finalists at 40 sparse points" in text and text.count("*") == 2
+
+
+def test_cross_validate_energy_cap_penalises_points_above_the_cap(cu_frames):
+    """With energy_cap=q the model's own σ's and δ are scored first and set the cap
+    E_cap = q·E(as given); every point's score is its force RMSE × max(1, E/E_cap)^4,
+    and the best point is the lowest score (full grid)."""
+    from gapcalc.tune import make_model
+    from gapcalc.tuning import CAP_POWER, cross_validate
+    frames = cu_frames[:9]
+    model = make_model(START, np.array([29]), 30, seed=0)
+    grid = dict(sigma_energy=[0.0005, 0.002, 0.02], sigma_force=[0.01, 0.1, 0.5],
+                sigma_virial=[0.1], delta=[1.0])
+    free = cross_validate(model, frames, k=3, refit=False, **grid)
+    assert "as_given" not in free
+    for q in (0.9, 1.0):
+        cv = cross_validate(model, frames, k=3, refit=False, energy_cap=q, **grid)
+        given = cv["as_given"]
+        assert (given["sigma_energy"], given["sigma_force"]) == (model.sigma_energy,
+                                                                 model.sigma_force)
+        cap = cv["reference"]["energy_cap"]
+        assert cap == pytest.approx(q * given["energy_rmse"], rel=1e-12)
+        for row in cv["results"]:
+            pen = max(1.0, row["energy_rmse"] / cap) ** CAP_POWER
+            assert row["score"] == pytest.approx(row["force_rmse"] * pen, rel=1e-12)
+        assert cv["best"]["score"] == min(r["score"] for r in cv["results"])
+        # the same grid points have the same RMSEs with and without the cap
+        rmse = {(r["sigma_energy"], r["sigma_force"]): r["energy_rmse"] for r in free["results"]}
+        for row in cv["results"]:
+            assert row["energy_rmse"] == pytest.approx(
+                rmse[(row["sigma_energy"], row["sigma_force"])], rel=1e-9)
+    # a cap given as a reference is used as it is (no as-given point)
+    cv = cross_validate(model, frames, k=3, refit=False, energy_cap=1.0,
+                        reference={"energy_cap": 1e-9}, **grid)
+    assert "as_given" not in cv and cv["reference"]["energy_cap"] == 1e-9
+    assert all(r["score"] > r["force_rmse"] for r in cv["results"])
+
+
+def test_tune_energy_cap_baseline_first(cu_frames):
+    """With the default energy cap the search's scores are penalised relative to the
+    starting recipe at default σ's, the starting recipe is cross-validated first among the
+    finalists (its default σ's set the final cap) and the model is the lowest capped score."""
+    from gapcalc.tuning import CAP_POWER
+    frames = cu_frames[:9]
+    res = tune(frames, k=3, seed=2, n_sparse=40, n_sparse_search=10, start=START,
+               space={"cutoff": [3.0, 3.5]}, inner=INNER, curve_sizes=(), finalists=1)
+    cap = res["search_reference"]["energy_cap"]
+    for row in res["table"]:
+        pen = max(1.0, row["energy_rmse"] / cap) ** CAP_POWER
+        assert row["score"] == pytest.approx(row["force_rmse"] * pen, rel=1e-12)
+    fin = res["finalists"]
+    assert fin[0]["row"] is res["table"][0]
+    base = res["baseline"]
+    assert base["energy_cap"] == pytest.approx(base["energy_rmse"], rel=1e-12)
+    for e in fin:
+        pen = max(1.0, e["energy_rmse"] / base["energy_cap"]) ** CAP_POWER
+        assert e["score"] == pytest.approx(e["force_rmse"] * pen, rel=1e-12)
+    assert res["final"]["score"] == min(e["score"] for e in fin)
+    assert res["final"]["score"] <= base["score"]
+    assert res["model"].training_summary_["tune"]["baseline_cv"] == base
+    assert "baseline" in format_tune_table(res)
