@@ -25,6 +25,9 @@ How to run (from the repository root, venv with quippy-ase's ``gap_fit``)::
 
     python benchmarks/gap_fit_draws.py --seeds 1-10 --workdir /tmp/gfd --json gfd.json
 
+``--from-logs run1.txt run2.txt`` pools the per-seed lines of earlier runs' output (no
+fitting), e.g. the committed ``results_gap_fit_draws*.txt``.
+
 ``--check-xml gap.xml --check-seed S`` first verifies that the printed indices are the
 points stored in a full gap_fit model of seed S (exits if not).
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +89,59 @@ def summary(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+#: one per-seed line as main prints it (parsed back by --from-logs)
+LINE = re.compile(r"rnd_seed\s+(\d+) (\w+)\s+gap_fit draw ([\d.]+) meV/at ([\d.]+) meV/Å \| "
+                  r"gapcalc draw ([\d.]+) meV/at ([\d.]+) meV/Å")
+
+
+def rows_from_logs(paths) -> list[dict]:
+    """The per-seed rows printed by earlier runs (a seed seen twice: the later line)."""
+    rows = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            m = LINE.match(line)
+            if m:
+                e_gf, f_gf, e_gc, f_gc = (float(x) for x in m.groups()[2:])
+                rows[int(m[1]), m[2]] = {
+                    "seed": int(m[1]), "variant": m[2],
+                    "gap_fit_draw": {"energy_mae_mev": e_gf, "force_mae": f_gf / 1e3},
+                    "gapcalc_draw": {"energy_mae_mev": e_gc, "force_mae": f_gc / 1e3}}
+    return [rows[k] for k in sorted(rows)]
+
+
+def print_stats(rows, variants, label) -> dict:
+    """Mean ± std of each code's test MAE over the draws, and the paired differences
+    (gapcalc − gap_fit, same seed) with their standard errors."""
+    n_seeds = len({x["seed"] for x in rows})
+    print(f"\n### Si split, {n_seeds} draws per code ({label}); test MAE, mean ± std over "
+          "draws; paired differences gapcalc − gap_fit, mean ± standard error\n")
+    print("| variant | draw | E MAE meV/at | F MAE meV/Å | gapcalc ≤ gap_fit (E) "
+          "| paired E diff meV/at | paired F diff meV/Å |")
+    print("|---|---|---|---|---|---|---|")
+    stats = {}
+    for v in variants:
+        r = [x for x in rows if x["variant"] == v]
+        eg = [x["gap_fit_draw"]["energy_mae_mev"] for x in r]
+        ec = [x["gapcalc_draw"]["energy_mae_mev"] for x in r]
+        fg = [1e3 * x["gap_fit_draw"]["force_mae"] for x in r]
+        fc = [1e3 * x["gapcalc_draw"]["force_mae"] for x in r]
+        d = np.array(ec) - np.array(eg)
+        df = np.array(fc) - np.array(fg)
+        stats[v] = {"gap_fit_E": summary(eg), "gapcalc_E": summary(ec),
+                    "gap_fit_F": summary(fg), "gapcalc_F": summary(fc),
+                    "paired_E_diff": summary(d), "paired_F_diff": summary(df),
+                    "wins": int(np.sum(d <= 0)), "n": len(r)}
+        st = stats[v]
+        se = np.sqrt(len(r))
+        print(f"| {v} | gap_fit cur_points | {st['gap_fit_E'][0]:.3f} ± {st['gap_fit_E'][1]:.3f} "
+              f"| {st['gap_fit_F'][0]:.1f} ± {st['gap_fit_F'][1]:.1f} | | | |")
+        print(f"| {v} | gapcalc cur | {st['gapcalc_E'][0]:.3f} ± {st['gapcalc_E'][1]:.3f} "
+              f"| {st['gapcalc_F'][0]:.1f} ± {st['gapcalc_F'][1]:.1f} | {st['wins']} of {len(r)} "
+              f"| {st['paired_E_diff'][0]:+.3f} ± {st['paired_E_diff'][1] / se:.3f} "
+              f"| {st['paired_F_diff'][0]:+.2f} ± {st['paired_F_diff'][1] / se:.2f} |")
+    return stats
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="1-10", help="rnd_seed values, e.g. 1-10 or 1,2,5")
@@ -93,7 +150,16 @@ def main(argv=None):
     p.add_argument("--check-xml", default=None, help="a full gap_fit model (gap_compare.py)")
     p.add_argument("--check-seed", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--from-logs", nargs="+", default=None, metavar="TXT",
+                   help="no fitting: pool the per-seed lines printed by earlier runs")
     a = p.parse_args(argv)
+    if a.from_logs:
+        rows = rows_from_logs(a.from_logs)
+        seeds = sorted({x["seed"] for x in rows})
+        print_stats(rows, [v for v in a.variants.split(",")
+                           if any(x["variant"] == v for x in rows)],
+                    f"seeds {seeds[0]}-{seeds[-1]}, pooled from {len(a.from_logs)} logs")
+        return
     t0 = time.perf_counter()
     workdir = Path(a.workdir)
     seeds, variants = parse_seeds(a.seeds), a.variants.split(",")
@@ -130,27 +196,7 @@ def main(argv=None):
                   f"{e_gc['energy_mae_mev']:.3f} meV/at {1e3 * e_gc['force_mae']:.1f} meV/Å "
                   f"({time.perf_counter() - t1:.0f} s)", flush=True)
 
-    print(f"\n### Si split, {len(seeds)} draws per code (seeds {a.seeds}); test MAE, "
-          "mean ± std over draws\n")
-    print("| variant | draw | E MAE meV/at | F MAE meV/Å | gapcalc ≤ gap_fit (E) | paired E diff |")
-    print("|---|---|---|---|---|---|")
-    stats = {}
-    for v in variants:
-        r = [x for x in rows if x["variant"] == v]
-        eg = [x["gap_fit_draw"]["energy_mae_mev"] for x in r]
-        ec = [x["gapcalc_draw"]["energy_mae_mev"] for x in r]
-        fg = [1e3 * x["gap_fit_draw"]["force_mae"] for x in r]
-        fc = [1e3 * x["gapcalc_draw"]["force_mae"] for x in r]
-        d = np.array(ec) - np.array(eg)
-        stats[v] = {"gap_fit_E": summary(eg), "gapcalc_E": summary(ec),
-                    "gap_fit_F": summary(fg), "gapcalc_F": summary(fc),
-                    "paired_E_diff": summary(d), "wins": int(np.sum(d <= 0))}
-        st = stats[v]
-        print(f"| {v} | gap_fit cur_points | {st['gap_fit_E'][0]:.3f} ± {st['gap_fit_E'][1]:.3f} "
-              f"| {st['gap_fit_F'][0]:.1f} ± {st['gap_fit_F'][1]:.1f} | | |")
-        print(f"| {v} | gapcalc cur | {st['gapcalc_E'][0]:.3f} ± {st['gapcalc_E'][1]:.3f} "
-              f"| {st['gapcalc_F'][0]:.1f} ± {st['gapcalc_F'][1]:.1f} | {st['wins']} of {len(r)} "
-              f"| {st['paired_E_diff'][0]:+.3f} ± {st['paired_E_diff'][1] / np.sqrt(len(r)):.3f} (s.e.) |")
+    stats = print_stats(rows, variants, f"seeds {a.seeds}")
 
     # where the picks go: inclusion counts over all seeds by leverage decile
     edges = np.quantile(lev, np.linspace(0, 1, 11))

@@ -13,6 +13,12 @@ and ζ change the design rows and need a new pass). The search runs with ``n_spa
 ``n_sparse`` points on all training frames (more sparse points favour smaller σ's), and the
 model solved from those triangles is the one returned.
 
+A force search alone trades energies for forces (on the Si split: forces 0.86×, energies
+1.23× the default recipe's test MAE). So by default (``energy_cap=1``) a candidate's CV
+score is its force RMSE, multiplied by (E/E_cap)⁴ when its CV energy RMSE E exceeds E_cap,
+the CV energy RMSE of the starting recipe with the default σ's and δ (what an untuned fit
+gives), measured at the same fidelity: forces improve, energies do not get worse.
+
 Deterministic for a given ``seed`` and a given set of completed candidates: with a time
 ``budget`` the search may stop earlier on a slower machine; ``max_candidates`` bounds it
 machine-independently.
