@@ -158,7 +158,7 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
                                 search="coordinate", reference=search_ref or None,
                                 energy_cap=energy_cap, **grid)
         except (ValueError, np.linalg.LinAlgError) as exc:
-            if not search_ref:
+            if not evaluated:      # the starting recipe: nothing to compare against
                 raise ValueError(f"the starting configuration cannot be cross-validated: "
                                  f"{exc}") from exc
             log.warning("tune: %s failed (%s)", _label(c), exc)

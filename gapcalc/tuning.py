@@ -75,7 +75,7 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
     ``reference["energy_cap"]`` if given, else q₀ times the energy RMSE of the model as
     given (its own σ's and δ, always evaluated first and returned as ``out["as_given"]``).
     So a force search with ``energy_cap=1`` improves forces without making energies worse
-    than the model's own settings do.
+    than the model's own settings do. Without held-out energies the cap is not used.
 
     Every row has ``score``, the value ranked (lower is better; None without held-out data).
     """
@@ -166,10 +166,11 @@ def cross_validate(model, frames, k=5, sigma_energy=None, sigma_force=None, sigm
         if len(base_deltas) > n_soap:
             as_given["delta_2b"] = base_deltas[n_soap]
         as_given = evaluate([tuple(as_given[n] for n in names)])[0]
-        if not as_given["energy_rmse"]:
-            raise ValueError("energy_cap needs held-out energies")
-        first["energy_cap"] = energy_cap * as_given["energy_rmse"]
-        as_given["score"] = _score(as_given, score, first, energy_cap)   # the cap now known
+        if as_given["energy_rmse"]:
+            first["energy_cap"] = energy_cap * as_given["energy_rmse"]
+            as_given["score"] = _score(as_given, score, first, energy_cap)  # cap now known
+        else:
+            log.info("cv: no held-out energies, the energy cap is not used")
     if search == "grid":
         evaluate(list(itertools.product(*(grid[n] for n in names))))
     else:

@@ -185,3 +185,24 @@ def test_tune_energy_cap_baseline_first(cu_frames):
     assert res["final"]["score"] <= base["score"]
     assert res["model"].training_summary_["tune"]["baseline_cv"] == base
     assert "baseline" in format_tune_table(res)
+
+
+def test_tune_skips_a_candidate_that_cannot_be_cross_validated(cu_frames, monkeypatch):
+    """A failing candidate is logged and skipped (the search goes on); only a failing
+    starting recipe stops the search."""
+    import gapcalc.tuning
+    original = gapcalc.tuning.cross_validate
+
+    def failing(model, *args, **kw):
+        if model.descriptor.cutoff == 3.5:
+            raise np.linalg.LinAlgError("singular")
+        return original(model, *args, **kw)
+    monkeypatch.setattr(gapcalc.tuning, "cross_validate", failing)
+    for cap in (None, 1.0):
+        res = tune(cu_frames[:8], k=3, n_sparse=20, n_sparse_search=15, start=START,
+                   space={"cutoff": [3.5, 3.0]}, inner=INNER, curve_sizes=(), finalists=1,
+                   energy_cap=cap)
+        assert [r["config"]["cutoff"] for r in res["table"]] == [4.0, 3.0]
+    with pytest.raises(ValueError, match="starting configuration"):
+        tune(cu_frames[:8], k=3, n_sparse=20, n_sparse_search=15,
+             start=dict(START, cutoff=3.5), space={}, inner=INNER, curve_sizes=())
