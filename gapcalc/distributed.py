@@ -317,6 +317,9 @@ def _choose_sparse(model, prep, client, skip, candidates, candidates_per_chunk,
                    progress_every):
     """Distributed sparse-point selection (sets model.terms_, prep.candidates,
     prep.traffic {"to_client", "from_client", "between_workers": payload bytes})."""
+    if model.sparse_indices is not None:
+        raise ValueError("sparse_indices (given sparse environments) needs the serial fit; "
+                         "fit without a Dask client")
     mode = _candidates_mode(model, candidates, candidates_per_chunk)
     draws = prep.meta["n_atoms"] * len(model.terms_) * ~skip
     first = np.concatenate([[0], np.cumsum(draws)])

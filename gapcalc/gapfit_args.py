@@ -128,14 +128,14 @@ _SOAP_UNSUPPORTED = {
     "z_mix": "species mixing (Z_mix)", "r_mix": "radial mixing (R_mix)", "sym_mix": "sym_mix",
     "k": "mixing channels (K)", "z_map": "Z_map", "coupling": "coupling",
     "config_type_n_sparse": "per-config_type sparse point counts",
-    "sparse_file": "sparse points read from a file", "sparse_index_file": "sparse_index_file",
+    "sparse_index_file": "sparse_index_file",
     "zeta_fac": None, "xml_version": "xml_version (old descriptor rules)",
 }
 _SOAP_KEYS = {"cutoff", "cutoff_transition_width", "n_max", "l_max", "atom_sigma",
               "atom_gaussian_width", "zeta", "delta", "n_sparse", "sparse_method",
               "central_weight", "central_reference_all_species", "covariance_sigma0",
               "normalise", "normalize", "basis_error_exponent", "species_z", "z",
-              "radial_basis"}
+              "radial_basis", "sparse_file"}
 _2B_IGNORED = {"n_sparse", "sparse_method", "print_sparse_index", "mark_sparse_atoms",
                "unique_hash_tolerance", "unique_descriptor_tolerance", "add_species",
                "sparse_separate_file", "n_species"}
@@ -227,11 +227,42 @@ def _soap_kwargs(kv: dict, where: str, radial_basis=None) -> tuple[dict, dict]:
     if "n_sparse" in kv:
         gpr["n_sparse"] = _int(kv["n_sparse"], "n_sparse", where)
     method = kv.get("sparse_method", "random").lower()
+    if method == "index_file" or "sparse_file" in kv:
+        if method != "index_file" or "sparse_file" not in kv:
+            raise GapFitArgumentError(f"{where}: gapcalc reads sparse_file= only as "
+                                      "sparse_method=index_file (gap_fit's print_sparse_index "
+                                      "file); sparse points given as vectors are not supported")
+        gpr["sparse_indices"] = read_sparse_index_file(kv["sparse_file"], where)
+        gpr["n_sparse"] = len(gpr["sparse_indices"])
+        return soap, gpr
     if method not in _SPARSE_METHODS:
         raise GapFitArgumentError(f"{where}: sparse_method={method} cannot be honoured "
                                   f"(gapcalc has {', '.join(sorted(_SPARSE_METHODS))})")
     gpr["sparse_method"] = _SPARSE_METHODS[method]
     return soap, gpr
+
+
+def read_sparse_index_file(path, where="sparse_file") -> list[int]:
+    """0-based environment indices from a gap_fit ``print_sparse_index`` file (1-based
+    integers separated by white space). Errors name the file and the problem."""
+    try:
+        words = open(path).read().split()
+    except OSError as exc:
+        raise GapFitArgumentError(f"{where}: sparse_file {path}: {exc.strerror}") from None
+    try:
+        idx = [int(w) for w in words]
+    except ValueError:
+        bad = next(w for w in words if not w.lstrip("-").isdigit())
+        raise GapFitArgumentError(f"{where}: sparse_file {path}: {bad!r} is not an "
+                                  "integer index") from None
+    if not idx:
+        raise GapFitArgumentError(f"{where}: sparse_file {path} holds no indices")
+    if min(idx) < 1:
+        raise GapFitArgumentError(f"{where}: sparse_file {path}: index {min(idx)} < 1 "
+                                  "(gap_fit's indices start at 1)")
+    if len(set(idx)) != len(idx):
+        raise GapFitArgumentError(f"{where}: sparse_file {path}: repeated indices")
+    return [i - 1 for i in idx]
 
 
 def _distance_2b_kwargs(kv: dict, where: str) -> dict:

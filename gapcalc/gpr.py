@@ -296,6 +296,10 @@ class SparseGPR:
         selection among the training environments by ``feature_method``, "cur" or "fps");
         an int, a fraction in (0, 1) of the SOAP's features, None (all), or a list per SOAP.
     sparse_method : "cur" (default), "fps", "uniform", "random".
+    sparse_indices : instead of a selection, the sparse points of the SOAP term are these
+        training environments: 0-based indices into the atoms of all training frames in
+        order (gap_fit's ``print_sparse_index`` file minus 1; the gap_fit recipe key
+        ``sparse_method=index_file sparse_file=FILE``). One SOAP term, one species.
     sigma_energy (eV/atom, ×√N), sigma_force (eV/Å), sigma_virial (eV/atom, ×√N): noise.
     e0 : "average" (mean energy per atom, all species), "lstsq" (least-squares fit on
         composition), "isolated" (from one-atom frames), a number, or {symbol: eV}.
@@ -322,8 +326,9 @@ class SparseGPR:
                  config_type_sigma=None, energy_key="energy", force_key="forces",
                  virial_key="virial", stress_key="stress", jitter=1e-8, block_rows=4096,
                  max_candidates=50000, min_distance=0.5, seed=0, n_features=None,
-                 feature_method="cur"):
+                 feature_method="cur", sparse_indices=None):
         self.descriptor = descriptor
+        self.sparse_indices = sparse_indices
         self.n_features = n_features
         self.feature_method = feature_method
         self.zeta = zeta
@@ -354,11 +359,13 @@ class SparseGPR:
                "sigma_virial", "e0", "delta_2b", "theta_2b", "n_sparse_2b",
                "config_type_sigma", "energy_key", "force_key", "virial_key", "stress_key",
                "jitter", "block_rows", "max_candidates", "min_distance", "seed", "n_features",
-               "feature_method")
+               "feature_method", "sparse_indices")
 
     def get_params(self) -> dict:
         """Constructor hyper-parameters (JSON-serialisable; descriptors as dicts)."""
         d = {k: getattr(self, k) for k in self._PARAMS}
+        if d["sparse_indices"] is not None:
+            d["sparse_indices"] = [int(i) for i in d["sparse_indices"]]
         desc = self.descriptor
         d["descriptor"] = (None if desc is None else [x.to_dict() for x in desc]
                            if isinstance(desc, (list, tuple)) else desc.to_dict())
@@ -630,7 +637,34 @@ class SparseGPR:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
-        self._select_sparse(cand, rng)
+        given = None if self.sparse_indices is None else self._given_sparse(frames)
+        self._select_sparse(cand, rng, given)
+
+    def _given_sparse(self, frames):
+        """{(0, 0): the SOAP rows of the environments ``sparse_indices``} (all atoms of all
+        frames, in order, as gap_fit counts them)."""
+        if self.n_soap_terms_ != 1 or len(self.species_) != 1:
+            raise ValueError("sparse_indices needs one SOAP term and one species (gap_fit "
+                             "counts the environments of each centre species apart)")
+        idx = np.asarray(self.sparse_indices)
+        n_env = sum(len(at) for at in frames)
+        if idx.ndim != 1 or not len(idx) or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError("sparse_indices must be a non-empty list of integers")
+        if len(np.unique(idx)) != len(idx):
+            raise ValueError("sparse_indices has repeated environments")
+        if idx.min() < 0 or idx.max() >= n_env:
+            raise ValueError(f"sparse_indices must lie in [0, {n_env}) (the atoms of the "
+                             f"{len(frames)} training frames), got {idx.min()}..{idx.max()}")
+        term = self.terms_[0]
+        X = np.empty((len(idx), term.descriptor.n_features))
+        start = 0
+        for k, at in enumerate(frames):
+            inside = (idx >= start) & (idx < start + len(at))
+            if inside.any():
+                ev = _describe(term, at, self._neighbors(at))
+                X[inside] = ev.p[idx[inside] - start]
+            start += len(at)
+        return {(0, 0): X}
 
     def _empty_candidates(self, first_draw=0):
         """An empty :class:`CandidatePool` for this model's terms and species."""
@@ -653,12 +687,14 @@ class SparseGPR:
                 if len(rows):
                     cand.offer(ti, s, rng.random(len(rows)), ev.p[rows])
 
-    def _select_sparse(self, cand, rng):
+    def _select_sparse(self, cand, rng, given=None):
         """Sparse points of every term from the candidate reservoir (sets ``terms_``).
 
         ``cand`` is a :class:`CandidatePool` (or the Dask fit's distributed pool, which
         answers the same questions). ``rng`` must have made every reservoir draw already
-        (it then picks the subset for the 2-body length scale)."""
+        (it then picks the subset for the 2-body length scale). ``given``: {(term, species):
+        sparse points} used as they are instead of a selection."""
+        given = given or {}
         S = len(self.species_)
         n_soap = self.n_soap_terms_
         wanted = {}
@@ -677,8 +713,11 @@ class SparseGPR:
         # linear kernel on D Gaussian pair features: the unit vectors span the whole
         # function space, so the pair term is the exact (unsparsified) GP, K_MM = δ² I
         pair = [isinstance(t.descriptor, PairDistance) for t in self.terms_]
-        chosen = cand.choose({key: n for key, n in wanted.items() if not pair[key[0]]},
+        chosen = cand.choose({key: n for key, n in wanted.items()
+                              if not pair[key[0]] and key not in given},
                              self.sparse_method, self.seed)
+        for key, X in given.items():
+            wanted[key], chosen[key] = len(X), X
         picks = {}         # the candidates in the order they were drawn (as the serial stream)
         for ti, term in enumerate(self.terms_):
             if isinstance(term.kernel, SquaredExponential) and self.theta_2b is None:

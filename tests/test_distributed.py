@@ -124,6 +124,11 @@ def test_distributed_fit_equals_serial(alloy, serial, client):
     assert_same_model(serial, mem)
 
 
+def test_given_sparse_indices_need_the_serial_fit(alloy, client):
+    with pytest.raises(ValueError, match="serial fit"):
+        _model(sparse_indices=[0, 1, 2]).fit(alloy[1], client=client)
+
+
 def test_update_with_workers_equals_serial(alloy, client):
     frames = [f for f in alloy[1] if len(f) > 1]
     a = _model().fit(frames[:8])

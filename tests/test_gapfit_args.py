@@ -135,3 +135,78 @@ def test_cli_radial_basis_option(cu_frames, tmp_path):
     d = load(out).model.terms_[0].descriptor
     assert d.radial_basis == "quip" and d.layout == "quip"
     assert np.isfinite(load(out).model.alpha_).all()
+
+
+def _fixture_module():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent / "fixtures" / "make_gap_xml_fixtures.py"
+    spec = importlib.util.spec_from_file_location("make_gap_xml_fixtures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_index_file_refits_gap_fits_own_model():
+    """``sparse_method=index_file sparse_file=F`` with gap_fit's ``print_sparse_index`` file
+    (fixture "index", made by tests/fixtures/make_gap_xml_fixtures.py on the same EMT
+    frames) gives gap_fit's sparse points, and the refit predicts what quippy predicts with
+    gap_fit's model (measured: energies 6e-8 eV, forces 1.3e-7 relative)."""
+    from test_gap_xml import FIX, reference
+
+    from gapcalc.gap_xml import load_gap_xml
+    mk = _fixture_module()
+    index = FIX / "index" / "sparse_index.dat"
+    model = SparseGPR.from_gap_fit(
+        gap=f"soap {mk.SOAP} zeta=4 n_sparse=12 sparse_method=index_file sparse_file={index}",
+        default_sigma="0.002 0.1 0.1 0", e0_method="average", species=[29])
+    assert model.n_sparse == 12 and model.sparse_indices == [
+        int(w) - 1 for w in index.read_text().split()]
+    model.fit(mk.emt_set("cu", 10, 2))
+    X_gap_fit = next(t.X for t in load_gap_xml(FIX / "index" / "gap.xml").terms
+                     if hasattr(t, "X"))
+    X = model.terms_[0].X
+    assert X.shape == X_gap_fit.shape
+    assert np.abs(np.sort(X, axis=0) - np.sort(X_gap_fit, axis=0)).max() < 1e-7
+    for name, at, ref in reference("index", "gap.xml"):
+        res = model.potential_.evaluate(at)
+        assert abs(res["energy"] - ref["energy"]) < 1e-6, name
+        np.testing.assert_allclose(res["energies"], ref["energies"], rtol=0, atol=1e-6)
+        assert np.abs(res["forces"] - ref["forces"]).max() < 1e-5 * np.abs(ref["forces"]).max()
+    # the indices are a constructor parameter: a clone chooses the same points
+    clone = SparseGPR.from_params(model.get_params()).fit(mk.emt_set("cu", 10, 2))
+    assert np.array_equal(clone.terms_[0].X, X)
+
+
+def test_index_file_errors_name_the_problem(tmp_path, cu_frames):
+    soap = "soap cutoff=4 n_max=4 l_max=3 atom_sigma=0.5 zeta=2"
+    good = tmp_path / "idx.dat"
+    good.write_text("1 5 9\n12\n")
+    for text, match in (("3 x 4", "'x' is not an integer"), ("0 1", "start at 1"),
+                        ("2 2", "repeated"), ("", "no indices")):
+        bad = tmp_path / "bad.dat"
+        bad.write_text(text)
+        with pytest.raises(GapFitArgumentError, match=match):
+            gap_fit_kwargs(gap=f"{soap} sparse_method=index_file sparse_file={bad}",
+                           species=[29])
+    with pytest.raises(GapFitArgumentError, match="No such file"):
+        gap_fit_kwargs(gap=f"{soap} sparse_method=index_file sparse_file={tmp_path}/none",
+                       species=[29])
+    for gap in (f"{soap} sparse_file={good}", f"{soap} sparse_method=index_file"):
+        with pytest.raises(GapFitArgumentError, match="index_file"):
+            gap_fit_kwargs(gap=gap, species=[29])
+    kw = gap_fit_kwargs(gap=f"{soap} sparse_method=index_file sparse_file={good}", species=[29])
+    assert kw["sparse_indices"] == [0, 4, 8, 11] and kw["n_sparse"] == 4
+    frames = cu_frames[:2]                       # 2 × 32 atoms
+    with pytest.raises(ValueError, match=r"\[0, 64\)"):
+        SparseGPR(**dict(kw, sparse_indices=[0, 64], e0="average")).fit(frames)
+    from gapcalc.descriptors import SOAP
+    two = []
+    for at in frames:
+        b = at.copy()
+        b.numbers[:3] = 28
+        b.info["energy"] = at.get_potential_energy()
+        b.arrays["forces"] = at.get_forces()
+        two.append(b)
+    with pytest.raises(ValueError, match="one species"):
+        SparseGPR(SOAP([28, 29], cutoff=4, n_max=4, l_max=3), sparse_indices=[0, 1]).fit(two)
