@@ -21,7 +21,7 @@ CASES = [("soap2b", "gap.xml"), ("soap2b", "gap_escale.xml"), ("soap2b", "gap_ol
          ("soap2b", "gap_v1423000000.xml"), ("soap2b", "gap_v1425000000.xml"),
          ("soap2b", "gap_noversion.xml"), ("a3b", "gap.xml"), ("nb", "gap.xml"),
          ("core", "gap.xml"), ("opts", "gap.xml"), ("gto", "gap.xml"), ("inline", "gap.xml"),
-         ("noadd", "gap.xml"), ("pooled", "gap.xml")]
+         ("noadd", "gap.xml"), ("pooled", "gap.xml"), ("index", "gap.xml")]
 # QUIP shares a distance_Nb cluster's energy among its atoms, gapcalc gives it to the centre
 # (same totals, forces and virials; per-atom energies differ for order >= 3)
 PER_CENTRE = {"nb"}
