@@ -87,7 +87,8 @@ def main(argv=None):
     ap.add_argument("--n-sparse-search", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--score", default="force", choices=["force", "energy", "both"],
-                    help="CV score: both = F RMSE/F₀ + E RMSE/E₀ (relative to the first candidate)")
+                    help="CV score: both = F RMSE/F₀ + E RMSE/E₀ (relative to the starting "
+                         "recipe)")
     ap.add_argument("--finalists", type=int, default=3,
                     help="search candidates cross-validated again at --n-sparse")
     ap.add_argument("--energy-cap", type=float, default=1.0,

@@ -249,12 +249,13 @@ def read_sparse_index_file(path, where="sparse_file") -> list[int]:
         words = open(path).read().split()
     except OSError as exc:
         raise GapFitArgumentError(f"{where}: sparse_file {path}: {exc.strerror}") from None
-    try:
-        idx = [int(w) for w in words]
-    except ValueError:
-        bad = next(w for w in words if not w.lstrip("-").isdigit())
-        raise GapFitArgumentError(f"{where}: sparse_file {path}: {bad!r} is not an "
-                                  "integer index") from None
+    idx = []
+    for w in words:
+        try:
+            idx.append(int(w))
+        except ValueError:
+            raise GapFitArgumentError(f"{where}: sparse_file {path}: {w!r} is not an "
+                                      "integer index") from None
     if not idx:
         raise GapFitArgumentError(f"{where}: sparse_file {path} holds no indices")
     if min(idx) < 1:

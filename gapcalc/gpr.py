@@ -630,19 +630,28 @@ class SparseGPR:
     def _choose_sparse(self, frames, fit_idx):
         rng = np.random.default_rng(self.seed)
         cand = self._empty_candidates()
+        # given sparse environments: checked before the pass, their SOAP rows taken from it
+        places = None if self.sparse_indices is None else self._given_places(frames)
+        if places is not None:
+            X = np.empty((len(self.sparse_indices), self.terms_[0].descriptor.n_features))
         for k in fit_idx:
             try:
-                self._add_candidates(cand, frames[k], rng)
+                first_term_rows = self._add_candidates(cand, frames[k], rng)
             except FrameError:
                 raise
             except ValueError as exc:
                 raise FrameError(f"frame {k}: {exc}") from None
-        given = None if self.sparse_indices is None else self._given_sparse(frames)
-        self._select_sparse(cand, rng, given)
+            if places and k in places:
+                rows, atoms = places.pop(k)
+                X[rows] = first_term_rows[atoms]
+        for k, (rows, atoms) in (places or {}).items():     # frames outside the fit
+            at = frames[k]
+            X[rows] = _describe(self.terms_[0], at, self._neighbors(at)).p[atoms]
+        self._select_sparse(cand, rng, None if places is None else {(0, 0): X})
 
-    def _given_sparse(self, frames):
-        """{(0, 0): the SOAP rows of the environments ``sparse_indices``} (all atoms of all
-        frames, in order, as gap_fit counts them)."""
+    def _given_places(self, frames):
+        """{frame k: (rows of the sparse set, atoms of frame k)} of ``sparse_indices``
+        (environments counted over all atoms of all frames, in order, as gap_fit does)."""
         if self.n_soap_terms_ != 1 or len(self.species_) != 1:
             raise ValueError("sparse_indices needs one SOAP term and one species (gap_fit "
                              "counts the environments of each centre species apart)")
@@ -655,16 +664,10 @@ class SparseGPR:
         if idx.min() < 0 or idx.max() >= n_env:
             raise ValueError(f"sparse_indices must lie in [0, {n_env}) (the atoms of the "
                              f"{len(frames)} training frames), got {idx.min()}..{idx.max()}")
-        term = self.terms_[0]
-        X = np.empty((len(idx), term.descriptor.n_features))
-        start = 0
-        for k, at in enumerate(frames):
-            inside = (idx >= start) & (idx < start + len(at))
-            if inside.any():
-                ev = _describe(term, at, self._neighbors(at))
-                X[inside] = ev.p[idx[inside] - start]
-            start += len(at)
-        return {(0, 0): X}
+        starts = np.cumsum([0] + [len(at) for at in frames])
+        frame_of = np.searchsorted(starts, idx, side="right") - 1
+        return {int(k): (np.flatnonzero(frame_of == k), idx[frame_of == k] - starts[k])
+                for k in np.unique(frame_of)}
 
     def _empty_candidates(self, first_draw=0):
         """An empty :class:`CandidatePool` for this model's terms and species."""
@@ -677,15 +680,19 @@ class SparseGPR:
         Each environment gets a uniform random key drawn from ``rng``, term by term and
         species by species (one draw per atom and term); per (term, species) the
         ``max_candidates`` smallest keys are kept — a uniform sample, the same whichever
-        way the frames are split and merged (:meth:`CandidatePool.merge`).
+        way the frames are split and merged (:meth:`CandidatePool.merge`). Returns the
+        first term's rows of every atom (n_atoms, D).
         """
         nl = self._neighbors(atoms)
+        first = None
         for ti, term in enumerate(self.terms_):
             ev = _describe(term, atoms, nl)
             for s in range(len(self.species_)):
                 rows = np.flatnonzero(ev.env.spec == s)
                 if len(rows):
                     cand.offer(ti, s, rng.random(len(rows)), ev.p[rows])
+            first = ev.p if first is None else first
+        return first
 
     def _select_sparse(self, cand, rng, given=None):
         """Sparse points of every term from the candidate reservoir (sets ``terms_``).

@@ -208,8 +208,9 @@ def tune(frames, k=4, budget=None, max_candidates=None, seed=0, n_sparse=1000,
         # 1.5 % of each other). So the best ``finalists`` candidates of the search are
         # cross-validated again at n_sparse on all training frames, their σ's and δ chosen
         # anew; the lowest score wins, and the model solved from its summed fold
-        # triangles is the refit (no separate fit). With an energy cap the starting
-        # recipe goes first: its default σ's and δ set the cap at this fidelity
+        # triangles is the refit (no separate fit). With an energy cap or the "both"
+        # score the starting recipe goes first: its default σ's and δ set the cap and the
+        # "both" reference at this fidelity
         ranked = sorted(table, key=lambda r: r["score"])[:max(1, int(finalists))]
         if energy_cap is not None or score == "both":
             ranked = [start_row] + [r for r in ranked if r is not start_row]

@@ -210,3 +210,20 @@ def test_index_file_errors_name_the_problem(tmp_path, cu_frames):
         two.append(b)
     with pytest.raises(ValueError, match="one species"):
         SparseGPR(SOAP([28, 29], cutoff=4, n_max=4, l_max=3), sparse_indices=[0, 1]).fit(two)
+
+
+def test_sparse_indices_count_every_atom_of_every_frame(cu_frames):
+    """Indices run over all atoms of all frames in order, an isolated-atom frame (left out
+    of the fit itself) included; the rows are the SOAP rows of those environments."""
+    from ase import Atoms
+
+    from gapcalc.descriptors import SOAP
+    lone = Atoms("Cu", positions=[[0, 0, 0]])
+    lone.info["energy"] = -0.1
+    lone.arrays["forces"] = np.zeros((1, 3))
+    frames = [cu_frames[0], lone, cu_frames[1]]             # atoms 0-31, 32, 33-64
+    desc = SOAP(["Cu"], cutoff=4, n_max=4, l_max=3)
+    idx = [40, 32, 3, 64]
+    model = SparseGPR(desc, sparse_indices=idx, e0="isolated").fit(frames)
+    assert model.training_summary_["n_isolated_atoms"] == 1
+    np.testing.assert_allclose(model.terms_[0].X, desc.compute(frames)[idx], atol=1e-12)
